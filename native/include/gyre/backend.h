@@ -1,0 +1,40 @@
+// The seam between the engine and the hardware: a backend owns the weights in its own memory,
+// the paged KV cache, and runs one forward pass over a Batch. `cpu` is always built; `cuda`
+// when nvcc is found.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gyre/batch.h"
+#include "gyre/weights.h"
+
+namespace gyre {
+
+struct KvCacheSpec {
+  int block_size = 16;   // tokens per block
+  int num_blocks = 0;    // 0: size from max_tokens / max_bytes
+  int64_t max_tokens = 0;
+  int64_t max_bytes = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual const ModelConfig& config() const = 0;
+  // Allocates the KV pool; returns the number of blocks it holds.
+  virtual int allocate_kv_cache(const KvCacheSpec& spec) = 0;
+  virtual int block_size() const = 0;
+  virtual int num_blocks() const = 0;
+  virtual int64_t kv_bytes_per_block() const = 0;
+  // Runs the model over the batch: writes K/V of every token into the cache, then
+  // logits [batch.logits_indices.size(), vocab] (float32, row-major) into `logits`.
+  virtual void forward(const Batch& batch, float* logits) = 0;
+};
+
+// kind: "cpu" | "cuda" | "auto". num_threads 0: all cores.
+std::unique_ptr<Backend> make_backend(const std::string& kind, std::shared_ptr<ModelWeights> weights,
+                                      int num_threads = 0);
+
+}  // namespace gyre

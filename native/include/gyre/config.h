@@ -1,0 +1,35 @@
+// Model configuration, read from a Hugging Face config.json.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gyre {
+
+enum class RopeScaling { kNone, kLinear, kDynamic };
+
+struct ModelConfig {
+  std::string architecture;  // "LlamaForCausalLM" | "MistralForCausalLM"
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;  // == num_heads: MHA; 1: MQA; else GQA
+  int head_dim = 0;      // hidden_size / num_heads unless config.json says otherwise
+  int vocab_size = 0;
+  int max_position_embeddings = 0;
+  float rms_norm_eps = 1e-5f;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling = RopeScaling::kNone;
+  double rope_scaling_factor = 1.0;
+  int sliding_window = 0;  // 0: none; else each query sees this many keys, itself included
+  bool tie_word_embeddings = false;
+  int bos_token_id = 1;
+  std::vector<int> eos_token_ids;  // config.json may give one id or a list
+};
+
+// Parses and validates <dir>/config.json. Throws gyre::Error naming the file and field.
+ModelConfig load_config(const std::string& dir);
+ModelConfig parse_config(const std::string& json_text, const std::string& file_name);
+
+}  // namespace gyre

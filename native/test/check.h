@@ -1,0 +1,76 @@
+// A minimal test harness: TEST(name) { CHECK(...); }, run by main() in each *_test.cc via
+// GYRE_TEST_MAIN. Prints one line per test and a closing "N passed, M failed" line.
+#pragma once
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace gyre_test {
+
+struct Case { const char* name; std::function<void()> fn; };
+inline std::vector<Case>& cases() { static std::vector<Case> c; return c; }
+struct Register { Register(const char* n, std::function<void()> f) { cases().push_back({n, std::move(f)}); } };
+struct Failure { std::string message; };
+
+inline int run_all(int argc, char** argv) {
+  int passed = 0, failed = 0;
+  for (auto& c : cases()) {
+    if (argc > 1 && std::string(c.name).find(argv[1]) == std::string::npos) continue;
+    try {
+      c.fn();
+      ++passed;
+      std::printf("ok   %s\n", c.name);
+    } catch (const Failure& f) {
+      ++failed;
+      std::printf("FAIL %s: %s\n", c.name, f.message.c_str());
+    } catch (const std::exception& e) {
+      ++failed;
+      std::printf("FAIL %s: exception: %s\n", c.name, e.what());
+    }
+    std::fflush(stdout);
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 && passed > 0 ? 0 : 1;
+}
+
+}  // namespace gyre_test
+
+#define GYRE_CAT2(a, b) a##b
+#define GYRE_CAT(a, b) GYRE_CAT2(a, b)
+#define TEST(name)                                                                  \
+  static void name();                                                               \
+  static gyre_test::Register GYRE_CAT(reg_, name)(#name, name);                     \
+  static void name()
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::ostringstream os_;                                                       \
+      os_ << __FILE__ << ":" << __LINE__ << ": CHECK(" #cond ") failed";            \
+      throw gyre_test::Failure{os_.str()};                                          \
+    }                                                                               \
+  } while (0)
+#define CHECK_MSG(cond, msg)                                                        \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::ostringstream os_;                                                       \
+      os_ << __FILE__ << ":" << __LINE__ << ": " << msg;                            \
+      throw gyre_test::Failure{os_.str()};                                          \
+    }                                                                               \
+  } while (0)
+#define CHECK_EQ(a, b) CHECK_MSG((a) == (b), #a " == " #b ": " << (a) << " vs " << (b))
+#define CHECK_THROWS_WITH(expr, substr)                                             \
+  do {                                                                              \
+    bool thrown_ = false;                                                           \
+    try { expr; } catch (const std::exception& e_) {                                \
+      thrown_ = true;                                                               \
+      CHECK_MSG(std::string(e_.what()).find(substr) != std::string::npos,           \
+                "message '" << e_.what() << "' lacks '" << substr << "'");          \
+    }                                                                               \
+    CHECK_MSG(thrown_, #expr " did not throw");                                     \
+  } while (0)
+#define GYRE_TEST_MAIN \
+  int main(int argc, char** argv) { return gyre_test::run_all(argc, argv); }
