@@ -28,6 +28,7 @@ class SafetensorsFile {
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::map<std::string, TensorView> tensors_;
+  std::map<std::string, std::string> unsupported_;  // name -> dtype we cannot read
 };
 
 // Writes float32 / int64 tensors to a safetensors file (used by tools and tests).

@@ -1,0 +1,147 @@
+#include "cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/attention.h"
+#include "cpu/gemm.h"
+#include "gyre/error.h"
+
+namespace gyre {
+
+static std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  TensorView row = t;
+  row.shape = {1, t.numel()};
+  load_row_f32(row, 0, out.data());
+  return out;
+}
+
+CpuBackend::CpuBackend(std::shared_ptr<ModelWeights> weights, int num_threads)
+    : w_(std::move(weights)), pool_(num_threads) {
+  for (const auto& l : w_->layers) {
+    input_norm_.push_back(to_f32(l.input_norm));
+    post_norm_.push_back(to_f32(l.post_norm));
+  }
+  final_norm_ = to_f32(w_->final_norm);
+  rope_.init(w_->config);
+}
+
+int64_t CpuBackend::kv_bytes_per_block() const {
+  const auto& c = w_->config;
+  return 2LL * c.num_layers * block_size_ * c.num_kv_heads * c.head_dim * static_cast<int64_t>(sizeof(float));
+}
+
+int CpuBackend::allocate_kv_cache(const KvCacheSpec& spec) {
+  const auto& c = w_->config;
+  if (spec.block_size <= 0) throw Error("KV cache: block_size must be positive");
+  block_size_ = spec.block_size;
+  int64_t blocks = spec.num_blocks;
+  if (blocks <= 0 && spec.max_tokens > 0) blocks = (spec.max_tokens + block_size_ - 1) / block_size_;
+  if (blocks <= 0 && spec.max_bytes > 0) blocks = spec.max_bytes / kv_bytes_per_block();
+  if (blocks <= 0) blocks = std::max<int64_t>(64, (int64_t{1} << 30) / kv_bytes_per_block());  // 1 GiB default
+  num_blocks_ = static_cast<int>(blocks);
+  const size_t per_layer = static_cast<size_t>(blocks) * block_size_ * c.num_kv_heads * c.head_dim;
+  k_cache_.clear();
+  v_cache_.clear();
+  for (int l = 0; l < c.num_layers; ++l) {
+    k_cache_.emplace_back(new float[per_layer]);  // pages are touched only when written
+    v_cache_.emplace_back(new float[per_layer]);
+  }
+  return num_blocks_;
+}
+
+void CpuBackend::linear(const float* x, int T, int K, const TensorView& w, float* y, int ldy) {
+  const int64_t O = w.shape[0];
+  const int64_t min_outputs = std::max<int64_t>(1, 32768 / (static_cast<int64_t>(T) * K));
+  pool_.parallel_for(O, [&](int64_t b, int64_t e) { linear_rows(x, T, K, K, w.data, w.dtype, b, e, y, ldy); }, 16,
+                     2 * min_outputs);
+}
+
+void CpuBackend::attention(const Batch& b, int layer, const float* q, float* out) {
+  const auto& c = w_->config;
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, block_size_, c.sliding_window};
+  const int T = b.num_tokens(), nh = c.num_heads, d = c.head_dim, group = c.num_heads / c.num_kv_heads;
+  std::vector<int> seq_of(T);
+  for (int s = 0; s < b.num_seqs(); ++s)
+    for (int t = b.query_start[s]; t < b.query_start[s + 1]; ++t) seq_of[t] = s;
+  const float* kc = k_cache_[layer].get();
+  const float* vc = v_cache_[layer].get();
+  pool_.parallel_for(static_cast<int64_t>(T) * nh, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t i = begin; i < end; ++i) {
+      const int t = static_cast<int>(i / nh), h = static_cast<int>(i % nh);
+      const int pos = b.positions[t];
+      if (scores.size() < static_cast<size_t>(pos) + 1) scores.resize(pos + 1);
+      const int32_t* table = b.block_tables.data() + static_cast<size_t>(seq_of[t]) * b.max_blocks_per_seq;
+      attend_one(shape, q + (static_cast<int64_t>(t) * nh + h) * d, h / group, pos, table, kc, vc, scores.data(),
+                 out + (static_cast<int64_t>(t) * nh + h) * d);
+    }
+  }, 1, 8);
+}
+
+void CpuBackend::forward(const Batch& b, float* logits) {
+  const auto& c = w_->config;
+  const int T = b.num_tokens();
+  if (T == 0) return;
+  if (num_blocks_ == 0) throw Error("forward: the KV cache is not allocated");
+  const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
+  const int QO = c.num_heads * d, KVO = c.num_kv_heads * d;
+  auto grow = [](std::vector<float>& v, size_t n) { if (v.size() < n) v.resize(n); };
+  grow(h_, size_t(T) * H); grow(x_, size_t(T) * H); grow(tmp_, size_t(T) * H);
+  grow(q_, size_t(T) * QO); grow(k_, size_t(T) * KVO); grow(v_, size_t(T) * KVO); grow(attn_, size_t(T) * QO);
+  grow(gate_, size_t(T) * I); grow(up_, size_t(T) * I);
+
+  for (int t = 0; t < T; ++t) {
+    const int id = b.token_ids[t];
+    if (id < 0 || id >= c.vocab_size) throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary");
+    load_row_f32(w_->embed, id, h_.data() + size_t(t) * H);
+  }
+  rope_.compute(c, b.positions.data(), T);
+  const int half = d / 2;
+  const int64_t token_stride = KVO;
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& L = w_->layers[l];
+    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) rms_norm_row(&h_[t * H], input_norm_[l].data(), H, c.rms_norm_eps, &x_[t * H]);
+    }, 1, 16);
+    linear(x_.data(), T, H, L.wq, q_.data(), QO);
+    linear(x_.data(), T, H, L.wk, k_.data(), KVO);
+    linear(x_.data(), T, H, L.wv, v_.data(), KVO);
+    float* kc = k_cache_[l].get();
+    float* vc = v_cache_[l].get();
+    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) {
+        const float* cs = rope_.cos.data() + t * half;
+        const float* sn = rope_.sin.data() + t * half;
+        apply_rope(&q_[t * QO], c.num_heads, d, cs, sn);
+        apply_rope(&k_[t * KVO], c.num_kv_heads, d, cs, sn);
+        const int64_t slot = b.slot_mapping[t];
+        std::memcpy(kc + slot * token_stride, &k_[t * KVO], sizeof(float) * KVO);
+        std::memcpy(vc + slot * token_stride, &v_[t * KVO], sizeof(float) * KVO);
+      }
+    }, 1, 16);
+    attention(b, l, q_.data(), attn_.data());
+    linear(attn_.data(), T, QO, L.wo, tmp_.data(), H);
+    for (size_t i = 0; i < size_t(T) * H; ++i) h_[i] += tmp_[i];
+
+    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) rms_norm_row(&h_[t * H], post_norm_[l].data(), H, c.rms_norm_eps, &x_[t * H]);
+    }, 1, 16);
+    linear(x_.data(), T, H, L.w_gate, gate_.data(), I);
+    linear(x_.data(), T, H, L.w_up, up_.data(), I);
+    silu_mul(gate_.data(), up_.data(), int64_t(T) * I);
+    linear(gate_.data(), T, I, L.w_down, tmp_.data(), H);
+    for (size_t i = 0; i < size_t(T) * H; ++i) h_[i] += tmp_[i];
+  }
+
+  const int R = static_cast<int>(b.logits_indices.size());
+  if (R == 0) return;
+  grow(sel_, size_t(R) * H);
+  for (int r = 0; r < R; ++r)
+    rms_norm_row(&h_[size_t(b.logits_indices[r]) * H], final_norm_.data(), H, c.rms_norm_eps, &sel_[size_t(r) * H]);
+  linear(sel_.data(), R, H, w_->lm_head, logits, c.vocab_size);
+}
+
+}  // namespace gyre

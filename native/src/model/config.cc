@@ -1,0 +1,150 @@
+// config.json -> ModelConfig. Only what the Llama/Mistral forward pass needs; anything it
+// cannot honour is refused with the file and field named.
+#include "gyre/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "gyre/error.h"
+#include "model/json.h"
+
+namespace gyre {
+namespace {
+
+struct Reader {
+  const Json& root;
+  const std::string& file;
+
+  [[noreturn]] void fail(const std::string& field, const std::string& msg) const {
+    throw Error(file + ": field '" + field + "' " + msg);
+  }
+  int get_int(const std::string& key, int fallback, bool required, int min_value = 1) const {
+    const Json* v = root.find(key);
+    if (!v || v->is_null()) {
+      if (required) fail(key, "is missing");
+      return fallback;
+    }
+    if (!v->is_integer()) fail(key, "must be an integer, got '" + (v->kind == Json::kString ? v->text : v->text) + "'");
+    int64_t x = v->as_int64();
+    if (x < min_value || x > (1 << 30)) fail(key, "is out of range: " + v->text);
+    return static_cast<int>(x);
+  }
+  double get_double(const std::string& key, double fallback) const {
+    const Json* v = root.find(key);
+    if (!v || v->is_null()) return fallback;
+    if (v->kind != Json::kNumber) fail(key, "must be a number");
+    return v->number;
+  }
+  bool get_bool(const std::string& key, bool fallback) const {
+    const Json* v = root.find(key);
+    if (!v || v->is_null()) return fallback;
+    if (v->kind != Json::kBool) fail(key, "must be true or false");
+    return v->boolean;
+  }
+};
+
+}  // namespace
+
+ModelConfig parse_config(const std::string& text, const std::string& file) {
+  Json root = parse_json(text.data(), text.size(), file);
+  if (root.kind != Json::kObject) throw Error(file + ": expected a JSON object");
+  Reader r{root, file};
+  ModelConfig c;
+
+  const Json* archs = root.find("architectures");
+  if (archs && archs->kind == Json::kArray && !archs->array.empty() && archs->array[0].kind == Json::kString) {
+    c.architecture = archs->array[0].text;
+  } else if (const Json* mt = root.find("model_type"); mt && mt->kind == Json::kString) {
+    if (mt->text == "llama") c.architecture = "LlamaForCausalLM";
+    else if (mt->text == "mistral") c.architecture = "MistralForCausalLM";
+    else r.fail("model_type", "'" + mt->text + "' is not supported (supported: llama, mistral)");
+  } else {
+    r.fail("architectures", "is missing");
+  }
+  if (c.architecture != "LlamaForCausalLM" && c.architecture != "MistralForCausalLM")
+    r.fail("architectures", "'" + c.architecture + "' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)");
+  const bool mistral = c.architecture == "MistralForCausalLM";
+
+  c.hidden_size = r.get_int("hidden_size", 0, true);
+  c.intermediate_size = r.get_int("intermediate_size", 0, true);
+  c.num_layers = r.get_int("num_hidden_layers", 0, true);
+  c.num_heads = r.get_int("num_attention_heads", 0, true);
+  c.num_kv_heads = r.get_int("num_key_value_heads", c.num_heads, false);
+  c.vocab_size = r.get_int("vocab_size", 0, true);
+  c.max_position_embeddings = r.get_int("max_position_embeddings", mistral ? 32768 : 2048, false);
+  if (c.num_heads % c.num_kv_heads != 0)
+    r.fail("num_key_value_heads", std::to_string(c.num_kv_heads) + " does not divide num_attention_heads " +
+                                      std::to_string(c.num_heads));
+  if (root.find("head_dim") && !root.find("head_dim")->is_null()) {
+    c.head_dim = r.get_int("head_dim", 0, true);
+  } else {
+    if (c.hidden_size % c.num_heads != 0)
+      r.fail("num_attention_heads", std::to_string(c.num_heads) + " does not divide hidden_size " +
+                                        std::to_string(c.hidden_size));
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim % 2 != 0) r.fail("head_dim", "must be even for rotary embeddings, got " + std::to_string(c.head_dim));
+
+  double eps = r.get_double("rms_norm_eps", 1e-6);
+  if (!(eps > 0 && eps < 1)) r.fail("rms_norm_eps", "must be in (0, 1)");
+  c.rms_norm_eps = static_cast<float>(eps);
+  c.rope_theta = r.get_double("rope_theta", 10000.0);
+  if (!(c.rope_theta > 1)) r.fail("rope_theta", "must be > 1");
+
+  if (const Json* rs = root.find("rope_scaling"); rs && !rs->is_null()) {
+    if (rs->kind != Json::kObject) r.fail("rope_scaling", "must be an object or null");
+    const Json* type = rs->find("rope_type");
+    if (!type) type = rs->find("type");
+    if (!type || type->kind != Json::kString) r.fail("rope_scaling.type", "is missing");
+    if (type->text == "linear") c.rope_scaling = RopeScaling::kLinear;
+    else if (type->text == "dynamic") c.rope_scaling = RopeScaling::kDynamic;
+    else if (type->text == "default") c.rope_scaling = RopeScaling::kNone;
+    else r.fail("rope_scaling.type", "'" + type->text + "' is not supported (supported: linear, dynamic)");
+    if (c.rope_scaling != RopeScaling::kNone) {
+      const Json* f = rs->find("factor");
+      if (!f || f->kind != Json::kNumber || !(f->number >= 1.0))
+        r.fail("rope_scaling.factor", "must be a number >= 1");
+      c.rope_scaling_factor = f->number;
+    }
+  }
+
+  if (const Json* sw = root.find("sliding_window"); sw && !sw->is_null()) {
+    bool use = r.get_bool("use_sliding_window", true);
+    if (use) c.sliding_window = r.get_int("sliding_window", 0, true);
+  }
+  c.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
+  if (r.get_bool("attention_bias", false)) r.fail("attention_bias", "true is not supported (Llama/Mistral have no biases)");
+  if (r.get_bool("mlp_bias", false)) r.fail("mlp_bias", "true is not supported");
+  if (const Json* act = root.find("hidden_act"); act && act->kind == Json::kString && act->text != "silu")
+    r.fail("hidden_act", "'" + act->text + "' is not supported (supported: silu)");
+
+  c.bos_token_id = r.get_int("bos_token_id", 1, false, 0);
+  if (const Json* eos = root.find("eos_token_id"); eos && !eos->is_null()) {
+    if (eos->kind == Json::kArray) {
+      for (const Json& e : eos->array) {
+        if (!e.is_integer()) r.fail("eos_token_id", "must hold integers");
+        c.eos_token_ids.push_back(static_cast<int>(e.as_int64()));
+      }
+    } else if (eos->is_integer()) {
+      c.eos_token_ids.push_back(static_cast<int>(eos->as_int64()));
+    } else {
+      r.fail("eos_token_id", "must be an integer or a list of integers");
+    }
+  } else {
+    c.eos_token_ids.push_back(2);
+  }
+  for (int e : c.eos_token_ids)
+    if (e < 0 || e >= c.vocab_size) r.fail("eos_token_id", std::to_string(e) + " is outside the vocabulary");
+  return c;
+}
+
+ModelConfig load_config(const std::string& dir) {
+  std::string path = dir + "/config.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open (is '" + dir + "' a model folder?)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace gyre
