@@ -1,0 +1,312 @@
+// The engine thread. step() is schedule -> forward -> sample -> report. Requests and aborts
+// arrive under the mutex into pending lists; only the engine thread touches the scheduler, the
+// block manager and the sequences, so the forward pass runs without holding the lock.
+#include "gyre/engine.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_set>
+
+#include "engine/block_manager.h"
+#include "engine/request_validation.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "gyre/error.h"
+
+namespace gyre {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr int kDefaultKvMaxModelLens = 4;          // default pool: this many max_model_len sequences
+constexpr int64_t kDefaultCpuKvBytes = 4LL << 30;  // ... capped at this on the CPU backend
+
+}  // namespace
+
+class EngineImpl {
+ public:
+  EngineImpl(std::shared_ptr<ModelWeights> weights, const EngineOptions& options, Engine::OutputCallback on_output)
+      : on_output_(std::move(on_output)), seed_rng_(std::random_device{}()) {
+    if (options.max_num_seqs < 1 || options.max_num_batched_tokens < 1)
+      throw Error("engine options: max_num_seqs and max_num_batched_tokens must be >= 1");
+    backend_ = make_backend(options.backend, std::move(weights), options.num_threads);
+    const ModelConfig& config = backend_->config();
+    max_model_len_ = options.max_model_len > 0 ? options.max_model_len
+                     : config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
+    KvCacheSpec spec = options.kv;
+    if (spec.num_blocks == 0 && spec.max_tokens == 0 && spec.max_bytes == 0) {
+      spec.max_tokens = static_cast<int64_t>(max_model_len_) * kDefaultKvMaxModelLens;
+      if (std::string(backend_->name()) == "cpu") {  // the smaller of the two
+        const int64_t bytes_per_token = std::max<int64_t>(1, backend_->kv_bytes_per_block() / backend_->block_size());
+        const int64_t max_tokens = std::min(spec.max_tokens, kDefaultCpuKvBytes / bytes_per_token);
+        spec.num_blocks = static_cast<int>(std::max<int64_t>(1, max_tokens / spec.block_size));
+      }
+    }
+    const int num_blocks = backend_->allocate_kv_cache(spec);
+    block_manager_ = std::make_unique<BlockManager>(num_blocks, backend_->block_size(), config.sliding_window,
+                                                    options.enable_prefix_caching);
+    scheduler_ = std::make_unique<Scheduler>(SchedulerConfig{options.max_num_seqs, options.max_num_batched_tokens},
+                                             *block_manager_);
+    sampler_ = std::make_unique<Sampler>(config.vocab_size);
+    limits_ = RequestLimits{config.vocab_size, max_model_len_, options.max_num_batched_tokens, config.sliding_window,
+                            block_manager_->block_size(), block_manager_->num_blocks()};
+    publish_stats();
+    thread_ = std::thread(&EngineImpl::loop, this);
+  }
+
+  ~EngineImpl() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  void submit(Request request) {
+    validate_request(request, limits_);
+    auto seq = std::make_unique<Sequence>();
+    seq->id = request.id;
+    seq->tokens = std::move(request.prompt);
+    seq->num_prompt_tokens = seq->num_tokens();
+    seq->params = std::move(request.params);
+    seq->want_prompt_logits = request.prompt_logits;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!live_ids_.insert(seq->id).second)
+        throw Error("request " + std::to_string(seq->id) + ": a request with this id is already running");
+      seq->seed = seq->params.has_seed ? seq->params.seed : seed_rng_();
+      pending_.push_back(std::move(seq));
+    }
+    wake_.notify_one();
+  }
+
+  void abort(uint64_t id) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pending_aborts_.push_back(id);
+    }
+    wake_.notify_one();
+  }
+
+  EngineStats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    EngineStats s = stats_;
+    s.num_waiting += static_cast<int>(pending_.size());
+    return s;
+  }
+
+  const ModelConfig& config() const { return backend_->config(); }
+  const char* backend_name() const { return backend_->name(); }
+  int max_model_len() const { return max_model_len_; }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::vector<std::unique_ptr<Sequence>> added;
+      std::vector<uint64_t> aborts;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] {
+          return stop_ || !pending_.empty() || !pending_aborts_.empty() || scheduler_->has_unfinished();
+        });
+        if (stop_) return;
+        added.swap(pending_);
+        aborts.swap(pending_aborts_);
+      }
+      for (auto& seq : added) scheduler_->add(std::move(seq));
+      StepOutput out;
+      try {
+        out = step(aborts);
+      } catch (const std::exception& e) {  // not the model's: a bug or out of memory
+        out = StepOutput{};
+        fail(scheduler_->sequence_ids(), e.what(), out);
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const SeqOutput& o : out.outputs)
+          if (o.finish != FinishReason::kNone) live_ids_.erase(o.id);
+        publish_stats();
+      }
+      if (!out.outputs.empty() && on_output_) {
+        try {
+          on_output_(std::move(out));
+        } catch (...) {
+          // The callback's failure is its own; the engine keeps serving.
+        }
+      }
+    }
+  }
+
+  StepOutput step(const std::vector<uint64_t>& aborts) {
+    StepOutput result;
+    for (uint64_t id : aborts)
+      if (auto seq = scheduler_->remove(id)) result.outputs.push_back(finished(*seq, FinishReason::kAbort));
+
+    SchedulerOutput sched = scheduler_->schedule();
+    if (sched.empty()) {
+      // Nothing runs, nothing was preempted, and the first in line does not fit the empty pool:
+      // it never will (submit() should have refused it). Fail it rather than spin.
+      if (sched.preempted.empty() && scheduler_->num_running() == 0 && scheduler_->num_waiting() > 0)
+        fail({scheduler_->first_waiting_id()}, "the KV cache cannot hold this request", result);
+      return result;
+    }
+    scheduler_->build_batch(sched, batch_);
+    const int vocab_size = config().vocab_size;
+    logits_.resize(batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
+    try {
+      backend_->forward(batch_, logits_.data());
+    } catch (const std::exception& e) {
+      std::vector<uint64_t> running_ids;
+      for (const Sequence* seq : scheduler_->running()) running_ids.push_back(seq->id);
+      fail(running_ids, e.what(), result);
+      return result;
+    }
+    ++num_steps_;
+    for (const ScheduledSeq& s : sched.scheduled) {
+      const int first = s.seq->num_computed_tokens;
+      num_prompt_tokens_ += std::max(0, std::min(first + s.num_new_tokens, s.seq->num_prompt_tokens) - first);
+    }
+    scheduler_->update_computed(sched);
+    for (const ScheduledSeq& s : sched.scheduled) postprocess(s, result);
+    return result;
+  }
+
+  // Collects prompt logits, samples where the chunk reached the end, and finishes sequences.
+  void postprocess(const ScheduledSeq& s, StepOutput& result) {
+    Sequence& seq = *s.seq;
+    const size_t vocab_size = config().vocab_size;
+    if (s.num_prompt_rows > 0) {
+      const float* rows = logits_.data() + s.first_prompt_row * vocab_size;
+      seq.prompt_logits.insert(seq.prompt_logits.end(), rows, rows + s.num_prompt_rows * vocab_size);
+      seq.num_prompt_logits_rows += s.num_prompt_rows;
+    }
+    if (s.sample_row < 0) return;
+
+    SeqOutput out;
+    FinishReason finish = FinishReason::kNone;
+    const SamplingParams& p = seq.params;
+    if (seq.num_output_tokens() >= p.max_tokens) {
+      finish = FinishReason::kLength;  // max_tokens 0: prefill only
+    } else {
+      SampledToken t = sampler_->sample(logits_.data() + s.sample_row * vocab_size, p, seq.tokens,
+                                        seq.num_prompt_tokens, seq.seed);
+      seq.tokens.push_back(t.token);
+      ++num_generated_tokens_;
+      out.tokens.push_back(t.token);
+      if (p.logprobs >= 0) {
+        out.logprobs.push_back(t.logprob);
+        out.top.push_back(std::move(t.top));
+      }
+      finish = stop_reason(seq, t.token);
+    }
+    if (finish != FinishReason::kNone) {
+      SeqOutput done = finished(*scheduler_->remove(seq.id), finish);
+      done.tokens = std::move(out.tokens);
+      done.logprobs = std::move(out.logprobs);
+      done.top = std::move(out.top);
+      out = std::move(done);
+    } else {
+      out.id = seq.id;
+      out.num_prompt_tokens = seq.num_prompt_tokens;
+      out.num_cached_tokens = seq.num_cached_tokens;
+    }
+    result.outputs.push_back(std::move(out));
+  }
+
+  FinishReason stop_reason(const Sequence& seq, int32_t token) const {
+    const SamplingParams& p = seq.params;
+    const auto& eos = config().eos_token_ids;
+    if (!p.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) return FinishReason::kStop;
+    if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end())
+      return FinishReason::kStop;
+    if (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_) return FinishReason::kLength;
+    return FinishReason::kNone;
+  }
+
+  // Finishes the sequences with kError and the message; the engine goes on with the others.
+  void fail(const std::vector<uint64_t>& ids, const std::string& message, StepOutput& result) {
+    for (uint64_t id : ids) {
+      if (std::unique_ptr<Sequence> seq = scheduler_->remove(id)) {
+        result.outputs.push_back(finished(*seq, FinishReason::kError));
+        result.outputs.back().error = message;
+      }
+    }
+  }
+
+  static SeqOutput finished(Sequence& seq, FinishReason reason) {
+    SeqOutput out;
+    out.id = seq.id;
+    out.finish = reason;
+    out.num_prompt_tokens = seq.num_prompt_tokens;
+    out.num_cached_tokens = seq.num_cached_tokens;
+    if (seq.want_prompt_logits) out.prompt_logits = std::move(seq.prompt_logits);
+    return out;
+  }
+
+  void publish_stats() {  // under mutex_
+    stats_.num_running = scheduler_->num_running();
+    stats_.num_waiting = scheduler_->num_waiting();
+    stats_.num_preemptions = scheduler_->num_preemptions();
+    stats_.num_blocks_total = block_manager_->num_blocks();
+    stats_.num_blocks_used = block_manager_->num_used_blocks();
+    stats_.num_blocks_free = block_manager_->num_free_blocks();
+    stats_.num_blocks_cached = block_manager_->num_cached_blocks();
+    stats_.prefix_cache_hit_tokens = block_manager_->prefix_hit_tokens();
+    stats_.prefix_cache_query_tokens = block_manager_->prefix_query_tokens();
+    stats_.num_blocks_released_window = block_manager_->num_released_window();
+    stats_.num_steps = num_steps_;
+    stats_.num_prompt_tokens = num_prompt_tokens_;
+    stats_.num_generated_tokens = num_generated_tokens_;
+  }
+
+  Engine::OutputCallback on_output_;
+  std::unique_ptr<Backend> backend_;
+  int max_model_len_ = 0;
+  RequestLimits limits_;
+  // Engine thread only:
+  std::unique_ptr<BlockManager> block_manager_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Sampler> sampler_;
+  Batch batch_;
+  std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
+  int64_t num_steps_ = 0;
+  int64_t num_prompt_tokens_ = 0;
+  int64_t num_generated_tokens_ = 0;
+  // Shared, under mutex_:
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::unique_ptr<Sequence>> pending_;
+  std::vector<uint64_t> pending_aborts_;
+  std::unordered_set<uint64_t> live_ids_;
+  std::mt19937_64 seed_rng_;
+  EngineStats stats_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+Engine::Engine(std::shared_ptr<ModelWeights> weights, const EngineOptions& options, OutputCallback on_output)
+    : impl_(std::make_unique<EngineImpl>(std::move(weights), options, std::move(on_output))) {}
+Engine::~Engine() = default;
+void Engine::submit(Request request) { impl_->submit(std::move(request)); }
+void Engine::abort(uint64_t id) { impl_->abort(id); }
+EngineStats Engine::stats() const { return impl_->stats(); }
+const ModelConfig& Engine::config() const { return impl_->config(); }
+const char* Engine::backend_name() const { return impl_->backend_name(); }
+int Engine::max_model_len() const { return impl_->max_model_len(); }
+
+}  // namespace gyre

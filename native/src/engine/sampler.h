@@ -1,0 +1,52 @@
+// Picks each sequence's next token from its logits row.
+//
+// Order (as Hugging Face's warpers): penalties (repetition over prompt + output; presence and
+// frequency over output), then greedy (temperature 0: argmax, ties to the lowest id) or
+// temperature, top-k, top-p, min-p, and one draw. The draw's uniform number is a hash of
+// (seed, output index), so a seed gives the same tokens whatever else runs, preemption included.
+// Logprobs are those of the raw model distribution (log_softmax of the unmodified logits), as
+// vLLM reports by default: penalties and temperature change what is drawn, not what is reported.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/vocab_ops.h"
+#include "gyre/engine.h"
+#include "gyre/sampling.h"
+
+namespace gyre {
+
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.0f;            // with params.logprobs >= 0
+  std::vector<TopLogprob> top;     // params.logprobs entries, most likely first
+};
+
+// Uniform double in [0, 1) from a counter-based hash: the same (seed, counter), the same number.
+double seeded_uniform(uint64_t seed, uint64_t counter);
+
+// Applies the penalties of `params` to logits [vocab_size] in place. tokens: prompt then output.
+void apply_penalties(float* logits, int vocab_size, const SamplingParams& params,
+                     const std::vector<int32_t>& tokens, int num_prompt_tokens);
+
+class Sampler {
+ public:
+  explicit Sampler(int vocab_size);
+
+  // logits: [vocab_size], the raw row of this sequence. tokens: prompt then output so far.
+  SampledToken sample(const float* logits, const SamplingParams& params, const std::vector<int32_t>& tokens,
+                      int num_prompt_tokens, uint64_t seed);
+
+ private:
+  int32_t draw(const SamplingParams& params, double uniform);
+  int top_p_prefix(int32_t* cand, int num_cand, bool sorted, float top_p);
+
+  int vocab_size_;
+  std::vector<float> logits_;         // [vocab], penalized
+  std::vector<float> weights_;        // [vocab], exp((logit - max) / temperature)
+  std::vector<int32_t> candidates_;   // token ids still in the running
+  std::vector<float> block_sums_;     // the draw over the whole vocabulary
+  std::vector<uint64_t> keys_;        // top-p: (weight, id) packed to sort as integers
+};
+
+}  // namespace gyre
