@@ -1,0 +1,143 @@
+#include "engine_wrap.h"
+
+#include "addon.h"
+#include "convert.h"
+
+namespace gyre_node {
+namespace {
+
+// Destroys the engine (joining its thread) off the JS thread, then releases the TSFN.
+class CloseWorker : public Napi::AsyncWorker {
+ public:
+  CloseWorker(Napi::Env env, std::unique_ptr<gyre::Engine> engine, std::shared_ptr<EngineChannel> channel)
+      : Napi::AsyncWorker(env, "gyre.engine.close"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        engine_(std::move(engine)),
+        channel_(std::move(channel)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      engine_.reset();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    channel_->release();
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    channel_->release();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::unique_ptr<gyre::Engine> engine_;
+  std::shared_ptr<EngineChannel> channel_;
+};
+
+}  // namespace
+
+void EngineWrap::Init(Napi::Env env) {
+  Napi::Function ctor = DefineClass(env, "NativeEngine",
+                                    {
+                                        InstanceMethod<&EngineWrap::Submit>("submit"),
+                                        InstanceMethod<&EngineWrap::Abort>("abort"),
+                                        InstanceMethod<&EngineWrap::Stats>("stats"),
+                                        InstanceMethod<&EngineWrap::Config>("config"),
+                                        InstanceMethod<&EngineWrap::Backend>("backend"),
+                                        InstanceMethod<&EngineWrap::MaxModelLen>("maxModelLen"),
+                                        InstanceMethod<&EngineWrap::BlockSize>("blockSize"),
+                                        InstanceMethod<&EngineWrap::Close>("close"),
+                                    });
+  env.GetInstanceData<AddonData>()->engine_ctor = Napi::Persistent(ctor);
+}
+
+Napi::Object EngineWrap::NewInstance(Napi::Env env, std::unique_ptr<gyre::Engine> engine,
+                                     std::shared_ptr<EngineChannel> channel, std::string dtype,
+                                     int block_size) {
+  Napi::Object obj = env.GetInstanceData<AddonData>()->engine_ctor.New({});
+  EngineWrap* self = Unwrap(obj);
+  self->engine_ = std::move(engine);
+  self->channel_ = std::move(channel);
+  self->dtype_ = std::move(dtype);
+  self->block_size_ = block_size;
+  return obj;
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
+
+EngineWrap::~EngineWrap() {
+  // A close() in progress owns the engine and releases the channel itself.
+  if (!engine_) return;
+  engine_.reset();
+  channel_->release();
+}
+
+gyre::Engine& EngineWrap::engine(Napi::Env env) {
+  if (!engine_) throw Napi::Error::New(env, "the engine is closed");
+  return *engine_;
+}
+
+Napi::Value EngineWrap::Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  gyre::Engine& eng = engine(env);
+  gyre::Request req;
+  req.id = to_id(info[0], "id");
+  req.prompt = to_prompt(info[1]);
+  req.params = to_sampling_params(info[2]);
+  req.prompt_logits = info[3].ToBoolean().Value();
+  uint64_t id = req.id;
+  try {
+    eng.submit(std::move(req));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  channel_->track(env, id);
+  return env.Undefined();
+}
+
+Napi::Value EngineWrap::Abort(const Napi::CallbackInfo& info) {
+  engine(info.Env()).abort(to_id(info[0], "id"));
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
+  return from_stats(info.Env(), engine(info.Env()).stats());
+}
+
+Napi::Value EngineWrap::Config(const Napi::CallbackInfo& info) {
+  Napi::Object o = from_config(info.Env(), engine(info.Env()).config());
+  o.Set("dtype", dtype_);
+  return o;
+}
+
+Napi::Value EngineWrap::Backend(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), engine(info.Env()).backend_name());
+}
+
+Napi::Value EngineWrap::MaxModelLen(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), engine(info.Env()).max_model_len());
+}
+
+Napi::Value EngineWrap::BlockSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), block_size_);
+}
+
+Napi::Value EngineWrap::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!engine_) {  // closed (or closing) already
+    auto done = Napi::Promise::Deferred::New(env);
+    done.Resolve(env.Undefined());
+    return done.Promise();
+  }
+  auto* worker = new CloseWorker(env, std::move(engine_), channel_);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace gyre_node

@@ -1,0 +1,179 @@
+// The engine facade: loads the addon, the tokenizer and the chat template; turns requests into
+// token ids, submits them, and routes the engine's per-step outputs to per-request streams.
+// All model work runs on the engine's own thread; nothing here blocks the event loop.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ChatTemplate, type ChatMessage, encodeChat } from './chat_template';
+import {
+  loadAddon, type NativeEngine, type NativeEngineOptions, type NativeEngineStats, type NativeModelConfig,
+  type NativeSamplingParams, type NativeSeqOutput,
+} from './native';
+import { type GenerationChunk, RequestStream } from './request_stream';
+import { IncrementalDecoder, Tokenizer } from './tokenizer';
+
+export type { FinishReason, GenerationChunk, Usage } from './request_stream';
+export type { ChatMessage } from './chat_template';
+
+export type EngineOptions = NativeEngineOptions;
+
+export interface SamplingOptions {
+  temperature?: number;        // 0: greedy
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  seed?: number;
+  stopTokenIds?: number[];
+  ignoreEos?: boolean;
+  logprobs?: number;           // 0: the chosen token's; n: plus the top n
+}
+
+export interface GenerationRequest extends SamplingOptions {
+  id?: number;                 // default: the next free id
+  /** Exactly one of promptIds (used as given), prompt (BOS added unless addBos is false) or
+   *  messages (rendered by the chat template). */
+  promptIds?: number[];
+  prompt?: string;
+  messages?: ChatMessage[];
+  addBos?: boolean;
+  maxTokens?: number;
+  stop?: string[];             // stop strings: the text is cut at the first match
+  promptLogits?: boolean;      // the last chunk carries the logits of every prompt position
+}
+
+const SAMPLING_KEYS = [
+  'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
+  'seed', 'ignoreEos', 'logprobs', 'maxTokens',
+] as const;
+
+export class Engine {
+  readonly config: NativeModelConfig;
+  private readonly streams = new Map<number, RequestStream>();
+  private nextId = 1;
+  private chatTemplate?: ChatTemplate;
+  private closing?: Promise<void>;
+
+  private constructor(
+    readonly modelDir: string,
+    private readonly native: NativeEngine,
+    readonly tokenizer: Tokenizer | undefined,
+    router: { target?: Engine },
+  ) {
+    router.target = this;
+    this.config = native.config();
+  }
+
+  /** Loads the model off the JS thread and starts the engine. A folder without tokenizer.json
+   *  gives an ids-only engine. */
+  static async load(modelDir: string, opts: EngineOptions = {}): Promise<Engine> {
+    const dir = path.resolve(modelDir);
+    const addon = loadAddon();
+    const tokenizer = fs.existsSync(path.join(dir, 'tokenizer.json')) ? Tokenizer.fromModelDir(dir) : undefined;
+    // Outputs can only arrive after a submit, so the engine object exists by then.
+    const router: { target?: Engine } = {};
+    const native = await addon.loadEngine(dir, opts, (outputs) => router.target?.onStep(outputs));
+    return new Engine(dir, native, tokenizer, router);
+  }
+
+  get backend(): string {
+    return this.native.backend();
+  }
+
+  get maxModelLen(): number {
+    return this.native.maxModelLen();
+  }
+
+  get numInFlight(): number {
+    return this.streams.size;
+  }
+
+  /** Token ids of a request's prompt. Throws for a missing/ambiguous prompt or a missing tokenizer. */
+  promptIds(req: Pick<GenerationRequest, 'promptIds' | 'prompt' | 'messages' | 'addBos'>): number[] {
+    const given = [req.promptIds, req.prompt, req.messages].filter((p) => p !== undefined).length;
+    if (given !== 1) throw new Error('a request needs exactly one of promptIds, prompt or messages');
+    if (req.promptIds) return req.promptIds;
+    const tokenizer = this.requireTokenizer();
+    if (req.prompt !== undefined) return tokenizer.encode(req.prompt, { addBos: req.addBos ?? true });
+    this.chatTemplate ??= ChatTemplate.fromModelDir(this.modelDir);
+    return encodeChat(tokenizer, this.chatTemplate, req.messages!);
+  }
+
+  /**
+   * Submits a request now and returns its chunks. Invalid requests (empty prompt, id out of
+   * range, too long) throw here. Leaving the loop early aborts the request in the engine.
+   */
+  generate(req: GenerationRequest): AsyncIterableIterator<GenerationChunk> {
+    if (this.closing) throw new Error('the engine is closed');
+    const ids = this.promptIds(req);
+    const id = req.id ?? this.allocateId();
+    if (this.streams.has(id)) throw new Error(`request id ${id} is already in flight`);
+    const params: NativeSamplingParams = {};
+    for (const key of SAMPLING_KEYS) if (req[key] !== undefined) (params as Record<string, unknown>)[key] = req[key];
+    const stopIds = [...(req.stopTokenIds ?? [])];
+    // EOS ids the tokenizer knows (generation_config.json) beyond config.json's.
+    if (this.tokenizer && !req.ignoreEos) {
+      for (const eos of this.tokenizer.eosTokenIds) {
+        if (!this.config.eosTokenIds.includes(eos) && !stopIds.includes(eos)) stopIds.push(eos);
+      }
+    }
+    if (stopIds.length) params.stopTokenIds = stopIds;
+    const decoder = this.tokenizer
+      ? new IncrementalDecoder(this.tokenizer, { promptIds: ids, skipSpecial: true })
+      : undefined;
+    const stream = new RequestStream(id, { decoder, stop: req.stop, abort: () => this.abort(id) });
+    this.native.submit(id, ids, params, req.promptLogits ?? false);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  /** Aborts a request; its stream ends with finishReason 'abort'. */
+  abort(id: number): void {
+    if (!this.closing) this.native.abort(id);
+  }
+
+  stats(): NativeEngineStats {
+    return this.native.stats();
+  }
+
+  /** Logits of every position of a prompt (no BOS added): [ids.length * vocab]. */
+  async logits(ids: number[]): Promise<Float32Array> {
+    let logits: Float32Array | undefined;
+    let failure: string | undefined;
+    for await (const chunk of this.generate({ promptIds: ids, maxTokens: 0, temperature: 0, promptLogits: true })) {
+      if (chunk.promptLogits) logits = chunk.promptLogits;
+      if (chunk.finishReason === 'error' || chunk.finishReason === 'abort') failure = chunk.error ?? chunk.finishReason;
+    }
+    if (!logits) throw new Error(`no logits returned${failure ? `: ${failure}` : ''}`);
+    return logits;
+  }
+
+  /** Stops the engine thread; unfinished requests end with 'abort'. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= this.native.close().finally(() => {
+      for (const stream of this.streams.values()) stream.fail('abort', 'the engine was closed');
+      this.streams.clear();
+    });
+    return this.closing;
+  }
+
+  private onStep(outputs: NativeSeqOutput[]): void {
+    for (const out of outputs) {
+      const stream = this.streams.get(out.id);
+      if (!stream) continue;
+      stream.onOutput(out);
+      if (out.finish) this.streams.delete(out.id);
+    }
+  }
+
+  private allocateId(): number {
+    while (this.streams.has(this.nextId)) this.nextId++;
+    return this.nextId++;
+  }
+
+  private requireTokenizer(): Tokenizer {
+    if (!this.tokenizer) throw new Error(`${this.modelDir} has no tokenizer.json: give token ids instead of text`);
+    return this.tokenizer;
+  }
+}
