@@ -1,0 +1,17 @@
+// gyre make-model: a random-weight model folder of a known shape (see src/model/make_model.ts).
+import { makeModel, ShapeName, WeightDType } from '../../model/make_model';
+
+export async function run(opts: Record<string, unknown>): Promise<void> {
+  const t0 = Date.now();
+  const out = String(opts.out);
+  const result = makeModel({
+    shape: opts.shape as ShapeName,
+    out,
+    layers: opts.layers as number | undefined,
+    dtype: (opts.dtype as WeightDType | undefined) ?? 'f32',
+    seed: (opts.seed as number | undefined) ?? 0,
+    scale: (opts.scale as number | undefined) ?? 1,
+  });
+  const mb = (result.totalBytes / 2 ** 20).toFixed(1);
+  process.stderr.write(`gyre: wrote ${out} (${result.files.join(', ')}; ${mb} MiB of weights) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// The gyre CLI. Each command's module is imported only when that command runs, so
+// `gyre --help` and the other commands do not load tokenizers, the addon, etc.
+//
+// Options reach each command's run(opts) camelCased, already parsed:
+//   logits:     model, ids (number[]), out, backend, threads?
+//   generate:   model, prompt? chat? prompts? out?, maxTokens? temperature? topP? topK? minP?
+//               seed? ignoreEos? maxConcurrency?, backend, threads?
+//   make-model: shape, layers?, dtype, seed, scale?, out
+//   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
+//               maxWaiting? threads? servedModelName? drainTimeout? (unset: from the environment)
+//   endpoint:   target, port, host, readyTimeout (seconds)
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+
+type CommandModule = { run(opts: Record<string, unknown>): Promise<void> };
+
+function integer(min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return n;
+  };
+}
+
+function number(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
+  return n;
+}
+
+function idList(v: string): number[] {
+  const ids = v.split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
+  if (!ids.length || ids.some((n) => !Number.isSafeInteger(n) || n < 0)) {
+    throw new InvalidArgumentError('expected comma-separated token ids, e.g. 1,2,3');
+  }
+  return ids;
+}
+
+function lazy(load: () => Promise<CommandModule>) {
+  return async (opts: Record<string, unknown>): Promise<void> => {
+    await (await load()).run(opts);
+  };
+}
+
+const backendOption = () => new Option('--backend <backend>', 'compute backend').choices(['cpu', 'cuda', 'auto']).default('auto');
+const threadsOption = () => new Option('--threads <n>', 'CPU threads (0: all cores)').argParser(integer(0));
+
+export function buildProgram(): Command {
+  const version = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version;
+  const program = new Command('gyre')
+    .description('Gyre: a fast LLM inference engine for Llama-2 and Mistral models')
+    .version(version)
+    .exitOverride();
+
+  program.command('logits')
+    .description('write the logits of every position of a prompt to a safetensors file')
+    .requiredOption('--model <dir>', 'model folder (HF format)')
+    .requiredOption('--ids <ids>', 'prompt token ids, comma-separated', idList)
+    .requiredOption('--out <file>', 'output .safetensors file')
+    .addOption(backendOption())
+    .addOption(threadsOption())
+    .action(lazy(() => import('./commands/logits')));
+
+  program.command('generate')
+    .description('generate text for one prompt, or for every prompt of a JSONL file')
+    .requiredOption('--model <dir>', 'model folder (HF format)')
+    .addOption(new Option('--prompt <text>', 'a single prompt').conflicts('prompts'))
+    .addOption(new Option('--chat', 'wrap --prompt in the model\'s chat template').conflicts('prompts'))
+    .option('--prompts <file>', 'JSONL file of prompts (needs --out)')
+    .option('--out <file>', 'JSONL output for --prompts')
+    .option('--max-tokens <n>', 'most new tokens per prompt', integer(1))
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', number)
+    .option('--top-p <p>', 'nucleus sampling threshold', number)
+    .option('--top-k <k>', 'sample from the k most likely tokens', integer(0))
+    .option('--min-p <p>', 'drop tokens below p times the top probability', number)
+    .option('--seed <s>', 'sampling seed', integer(0))
+    .option('--ignore-eos', 'keep generating past the end-of-sequence token')
+    .option('--max-concurrency <k>', 'prompts in flight at once', integer(1))
+    .addOption(backendOption())
+    .addOption(threadsOption())
+    .hook('preAction', (_parent, cmd) => {
+      const o = cmd.opts();
+      if (o.prompt === undefined && o.prompts === undefined) cmd.error('error: one of --prompt or --prompts is required');
+      if (o.prompts !== undefined && o.out === undefined) cmd.error('error: --prompts needs --out');
+    })
+    .action(lazy(() => import('./commands/generate')));
+
+  program.command('make-model')
+    .description('write a random-weight model folder of a known shape (HF format)')
+    .addOption(new Option('--shape <shape>', 'model shape')
+      .choices(['tiny', '100m', 'llama-2-7b', 'llama-2-13b', 'mistral-7b']).makeOptionMandatory())
+    .option('--layers <n>', 'override the number of layers', integer(1))
+    .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'f16', 'bf16']).default('f32'))
+    .option('--seed <s>', 'random seed', integer(0), 0)
+    .option('--scale <x>', 'multiplies the std of linear/embedding weights (0.02)', number)
+    .requiredOption('--out <dir>', 'output folder')
+    .action(lazy(() => import('./commands/make_model')));
+
+  program.command('endpoint')
+    .description('serve the SageMaker runtime API locally in front of a running container (for the AWS SDK)')
+    .requiredOption('--target <url>', 'the container, e.g. http://127.0.0.1:8080')
+    .option('--port <n>', 'port to listen on', integer(0), 8081)
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--ready-timeout <s>', 'seconds an invocation waits for the container\'s /ping 200', integer(1), 60)
+    .action(lazy(() => import('./commands/endpoint')));
+
+  // Flags have no defaults here: an unset flag falls back to the environment (src/server/config.ts).
+  program.command('serve')
+    .description('serve the model over HTTP: SageMaker /ping and /invocations, TGI and OpenAI APIs')
+    .option('--model <dir>', 'model folder (env GYRE_MODEL, HF_MODEL_ID; default /opt/ml/model when present)')
+    .option('--port <n>', 'port (env SAGEMAKER_BIND_TO_PORT; default 8080)', integer(0))
+    .option('--host <addr>', 'address to listen on (default 0.0.0.0)')
+    .addOption(new Option('--backend <backend>', 'compute backend (env GYRE_BACKEND; default auto)').choices(['cpu', 'cuda', 'auto']))
+    .option('--max-model-len <n>', 'context length served (env GYRE_MAX_MODEL_LEN, MAX_TOTAL_TOKENS)', integer(2))
+    .option('--max-input-tokens <n>', 'longest prompt (env GYRE_MAX_INPUT_TOKENS, MAX_INPUT_TOKENS)', integer(1))
+    .option('--max-batch-tokens <n>', 'token budget per engine step (env GYRE_MAX_BATCH_TOKENS, MAX_BATCH_PREFILL_TOKENS)', integer(1))
+    .option('--max-seqs <n>', 'sequences running at once (env GYRE_MAX_SEQS; default 256)', integer(1))
+    .option('--max-waiting <n>', 'waiting sequences before 429 (env GYRE_MAX_WAITING; default 1024)', integer(0))
+    .option('--threads <n>', 'CPU threads, 0: all cores (env GYRE_THREADS)', integer(0))
+    .option('--served-model-name <name>', 'model id reported by the APIs (env GYRE_SERVED_MODEL_NAME)')
+    .option('--drain-timeout <s>', 'seconds in-flight requests get after SIGTERM (env GYRE_DRAIN_TIMEOUT; default 25)', integer(0))
+    .action(lazy(() => import('./commands/serve')));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return 0;
+  } catch (e) {
+    // Commander has already printed its message (or the help / version).
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    const err = e as Error;
+    process.stderr.write(process.env.GYRE_DEBUG === '1' ? `gyre: ${err.stack ?? err}\n` : `gyre: ${err.message ?? err}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv).then((code) => { process.exitCode = code; });
+}
