@@ -24,6 +24,11 @@ CpuBackend::CpuBackend(std::shared_ptr<ModelWeights> weights, int num_threads)
     post_norm_.push_back(to_f32(l.post_norm));
   }
   final_norm_ = to_f32(w_->final_norm);
+  for (const auto& l : w_->layers) {
+    layers_.push_back(Layer{PackedLinear({&l.wq, &l.wk, &l.wv}), PackedLinear({&l.wo}),
+                            PackedLinear({&l.w_gate, &l.w_up}), PackedLinear({&l.w_down})});
+  }
+  lm_head_ = PackedLinear({&w_->lm_head});
   rope_.init(w_->config);
 }
 
@@ -51,14 +56,13 @@ int CpuBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   return num_blocks_;
 }
 
-void CpuBackend::linear(const float* x, int T, int K, const TensorView& w, float* y, int ldy) {
-  const int64_t O = w.shape[0];
-  const int64_t min_outputs = std::max<int64_t>(1, 32768 / (static_cast<int64_t>(T) * K));
-  pool_.parallel_for(O, [&](int64_t b, int64_t e) { linear_rows(x, T, K, K, w.data, w.dtype, b, e, y, ldy); }, 16,
-                     2 * min_outputs);
+void CpuBackend::linear(const float* x, int T, int ldx, const PackedLinear& w, float* y, int ldy) {
+  const int64_t work_per_panel = static_cast<int64_t>(T) * w.in_features() * PackedLinear::kPanel;
+  const int64_t min_panels = std::max<int64_t>(2, 2 * 65536 / work_per_panel);
+  pool_.parallel_for(w.num_panels(), [&](int64_t b, int64_t e) { w.run(x, T, ldx, y, ldy, b, e); }, 1, min_panels);
 }
 
-void CpuBackend::attention(const Batch& b, int layer, const float* q, float* out) {
+void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, float* out) {
   const auto& c = w_->config;
   const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, block_size_, c.sliding_window};
   const int T = b.num_tokens(), nh = c.num_heads, d = c.head_dim, group = c.num_heads / c.num_kv_heads;
@@ -74,7 +78,7 @@ void CpuBackend::attention(const Batch& b, int layer, const float* q, float* out
       const int pos = b.positions[t];
       if (scores.size() < static_cast<size_t>(pos) + 1) scores.resize(pos + 1);
       const int32_t* table = b.block_tables.data() + static_cast<size_t>(seq_of[t]) * b.max_blocks_per_seq;
-      attend_one(shape, q + (static_cast<int64_t>(t) * nh + h) * d, h / group, pos, table, kc, vc, scores.data(),
+      attend_one(shape, q + static_cast<int64_t>(t) * ldq + static_cast<int64_t>(h) * d, h / group, pos, table, kc, vc, scores.data(),
                  out + (static_cast<int64_t>(t) * nh + h) * d);
     }
   }, 1, 8);
@@ -86,11 +90,10 @@ void CpuBackend::forward(const Batch& b, float* logits) {
   if (T == 0) return;
   if (num_blocks_ == 0) throw Error("forward: the KV cache is not allocated");
   const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
-  const int QO = c.num_heads * d, KVO = c.num_kv_heads * d;
+  const int QO = c.num_heads * d, KVO = c.num_kv_heads * d, QKV = QO + 2 * KVO;
   auto grow = [](std::vector<float>& v, size_t n) { if (v.size() < n) v.resize(n); };
   grow(h_, size_t(T) * H); grow(x_, size_t(T) * H); grow(tmp_, size_t(T) * H);
-  grow(q_, size_t(T) * QO); grow(k_, size_t(T) * KVO); grow(v_, size_t(T) * KVO); grow(attn_, size_t(T) * QO);
-  grow(gate_, size_t(T) * I); grow(up_, size_t(T) * I);
+  grow(qkv_, size_t(T) * QKV); grow(attn_, size_t(T) * QO); grow(gate_up_, size_t(T) * 2 * I);
 
   for (int t = 0; t < T; ++t) {
     const int id = b.token_ids[t];
@@ -99,40 +102,37 @@ void CpuBackend::forward(const Batch& b, float* logits) {
   }
   rope_.compute(c, b.positions.data(), T);
   const int half = d / 2;
-  const int64_t token_stride = KVO;
 
   for (int l = 0; l < c.num_layers; ++l) {
-    const LayerWeights& L = w_->layers[l];
+    const Layer& L = layers_[l];
     pool_.parallel_for(T, [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; ++t) rms_norm_row(&h_[t * H], input_norm_[l].data(), H, c.rms_norm_eps, &x_[t * H]);
     }, 1, 16);
-    linear(x_.data(), T, H, L.wq, q_.data(), QO);
-    linear(x_.data(), T, H, L.wk, k_.data(), KVO);
-    linear(x_.data(), T, H, L.wv, v_.data(), KVO);
+    linear(x_.data(), T, H, L.qkv, qkv_.data(), QKV);
     float* kc = k_cache_[l].get();
     float* vc = v_cache_[l].get();
     pool_.parallel_for(T, [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; ++t) {
+        float* q = &qkv_[t * QKV];
         const float* cs = rope_.cos.data() + t * half;
         const float* sn = rope_.sin.data() + t * half;
-        apply_rope(&q_[t * QO], c.num_heads, d, cs, sn);
-        apply_rope(&k_[t * KVO], c.num_kv_heads, d, cs, sn);
+        apply_rope(q, c.num_heads, d, cs, sn);
+        apply_rope(q + QO, c.num_kv_heads, d, cs, sn);
         const int64_t slot = b.slot_mapping[t];
-        std::memcpy(kc + slot * token_stride, &k_[t * KVO], sizeof(float) * KVO);
-        std::memcpy(vc + slot * token_stride, &v_[t * KVO], sizeof(float) * KVO);
+        std::memcpy(kc + slot * KVO, q + QO, sizeof(float) * KVO);
+        std::memcpy(vc + slot * KVO, q + QO + KVO, sizeof(float) * KVO);
       }
     }, 1, 16);
-    attention(b, l, q_.data(), attn_.data());
-    linear(attn_.data(), T, QO, L.wo, tmp_.data(), H);
+    attention(b, l, qkv_.data(), QKV, attn_.data());
+    linear(attn_.data(), T, QO, L.o, tmp_.data(), H);
     for (size_t i = 0; i < size_t(T) * H; ++i) h_[i] += tmp_[i];
 
     pool_.parallel_for(T, [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; ++t) rms_norm_row(&h_[t * H], post_norm_[l].data(), H, c.rms_norm_eps, &x_[t * H]);
     }, 1, 16);
-    linear(x_.data(), T, H, L.w_gate, gate_.data(), I);
-    linear(x_.data(), T, H, L.w_up, up_.data(), I);
-    silu_mul(gate_.data(), up_.data(), int64_t(T) * I);
-    linear(gate_.data(), T, I, L.w_down, tmp_.data(), H);
+    linear(x_.data(), T, H, L.gate_up, gate_up_.data(), 2 * I);
+    for (int t = 0; t < T; ++t) silu_mul(&gate_up_[size_t(t) * 2 * I], &gate_up_[size_t(t) * 2 * I + I], I);
+    linear(gate_up_.data(), T, 2 * I, L.down, tmp_.data(), H);
     for (size_t i = 0; i < size_t(T) * H; ++i) h_[i] += tmp_[i];
   }
 
@@ -141,7 +141,7 @@ void CpuBackend::forward(const Batch& b, float* logits) {
   grow(sel_, size_t(R) * H);
   for (int r = 0; r < R; ++r)
     rms_norm_row(&h_[size_t(b.logits_indices[r]) * H], final_norm_.data(), H, c.rms_norm_eps, &sel_[size_t(r) * H]);
-  linear(sel_.data(), R, H, w_->lm_head, logits, c.vocab_size);
+  linear(sel_.data(), R, H, lm_head_, logits, c.vocab_size);
 }
 
 }  // namespace gyre

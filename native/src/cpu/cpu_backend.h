@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gyre/backend.h"
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 
@@ -23,14 +24,23 @@ class CpuBackend : public Backend {
   void forward(const Batch& batch, float* logits) override;
 
  private:
-  // y[:, o] = x . W[o]^T for the rows of W, in parallel over o.
-  void linear(const float* x, int T, int K, const TensorView& w, float* y, int ldy);
-  void attention(const Batch& b, int layer, const float* q, float* out);
+  // y = x . W^T, in parallel over output panels.
+  void linear(const float* x, int T, int ldx, const PackedLinear& w, float* y, int ldy);
+  void attention(const Batch& b, int layer, const float* q, int ldq, float* out);
+
+  struct Layer {
+    PackedLinear qkv;      // [q; k; v] stacked: [(nh + 2 * nkv) * d, H]
+    PackedLinear o;        // [H, nh * d]
+    PackedLinear gate_up;  // [gate; up]: [2 * I, H]
+    PackedLinear down;     // [H, I]
+  };
 
   std::shared_ptr<ModelWeights> w_;
   ThreadPool pool_;
   std::vector<std::vector<float>> input_norm_, post_norm_;  // [layers][H] as float32
   std::vector<float> final_norm_;                          // [H]
+  std::vector<Layer> layers_;
+  PackedLinear lm_head_;
   RopeTable rope_;
 
   int block_size_ = 16;
@@ -38,7 +48,7 @@ class CpuBackend : public Backend {
   std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;  // [layers] x [blocks, bs, kv_heads, d]
 
   // Activations, grown as needed: [T, ...]
-  std::vector<float> h_, x_, q_, k_, v_, attn_, gate_, up_, tmp_, sel_;
+  std::vector<float> h_, x_, qkv_, attn_, gate_up_, tmp_, sel_;
 };
 
 }  // namespace gyre

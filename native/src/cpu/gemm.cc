@@ -3,70 +3,92 @@
 #include <algorithm>
 
 #include "cpu/simd.h"
+#include "gyre/error.h"
 
 namespace gyre {
 namespace {
 
-// Weight row access, one type per storage dtype.
-struct F32W {
-  const float* w;
-  int K;
-  __m256 load(int64_t o, int k) const { return _mm256_loadu_ps(w + o * K + k); }
-  float at(int64_t o, int k) const { return w[o * K + k]; }
+constexpr int P = PackedLinear::kPanel;
+
+// Eight weights of a panel row as float32.
+struct F32Panel {
+  const float* p;
+  __m256 load(int64_t i) const { return _mm256_loadu_ps(p + i); }
 };
 template <bool kBf16>
-struct HalfW {
-  const uint16_t* w;
-  int K;
-  __m256 load(int64_t o, int k) const { return load8(w + o * K + k, kBf16); }
-  float at(int64_t o, int k) const { return kBf16 ? bf16_to_float(w[o * K + k]) : half_to_float(w[o * K + k]); }
+struct HalfPanel {
+  const uint16_t* p;
+  __m256 load(int64_t i) const { return load8(p + i, kBf16); }
 };
 
-// TT tokens x TO outputs, one accumulator each.
-template <int TT, int TO, typename W>
-inline void tile(const float* x, int ldx, int K, const W& w, int64_t o0, float* y, int ldy) {
-  __m256 acc[TT][TO];
+// TT tokens x NP panels (16 outputs each). acc[t][2 * n + h] holds outputs 8h..8h+7 of panel n.
+// The unroll pragmas let GCC keep the accumulators in registers (without them it stores them
+// to the stack on every iteration).
+template <int TT, int NP, typename W>
+inline void tile(const float* x, int ldx, int64_t K, const W& w, int64_t panel, float* y, int ldy, int64_t out) {
+  __m256 acc[TT][2 * NP];
+  #pragma GCC unroll 8
   for (int t = 0; t < TT; ++t)
-    for (int j = 0; j < TO; ++j) acc[t][j] = _mm256_setzero_ps();
-  const int K8 = K & ~7;
-  for (int k = 0; k < K8; k += 8) {
-    __m256 wv[TO];
-    for (int j = 0; j < TO; ++j) wv[j] = w.load(o0 + j, k);
+    #pragma GCC unroll 8
+    for (int j = 0; j < 2 * NP; ++j) acc[t][j] = _mm256_setzero_ps();
+  const int64_t panel_size = K * P;
+  for (int64_t k = 0; k < K; ++k) {
+    __m256 wv[2 * NP];
+    #pragma GCC unroll 8
+    for (int n = 0; n < NP; ++n) {
+      wv[2 * n] = w.load((panel + n) * panel_size + k * P);
+      wv[2 * n + 1] = w.load((panel + n) * panel_size + k * P + 8);
+    }
+    #pragma GCC unroll 8
     for (int t = 0; t < TT; ++t) {
-      __m256 xv = _mm256_loadu_ps(x + t * ldx + k);
-      for (int j = 0; j < TO; ++j) acc[t][j] = _mm256_fmadd_ps(wv[j], xv, acc[t][j]);
+      const __m256 xb = _mm256_broadcast_ss(x + t * ldx + k);
+      #pragma GCC unroll 8
+      for (int j = 0; j < 2 * NP; ++j) acc[t][j] = _mm256_fmadd_ps(xb, wv[j], acc[t][j]);
     }
   }
+  #pragma GCC unroll 8
   for (int t = 0; t < TT; ++t) {
-    for (int j = 0; j < TO; ++j) {
-      float s = hsum(acc[t][j]);
-      for (int k = K8; k < K; ++k) s = __builtin_fmaf(w.at(o0 + j, k), x[t * ldx + k], s);
-      y[t * ldy + o0 + j] = s;
+    #pragma GCC unroll 8
+    for (int n = 0; n < NP; ++n) {
+      const int64_t o = (panel + n) * P;
+      float* dst = y + t * ldy + o;
+      if (o + P <= out) {
+        _mm256_storeu_ps(dst, acc[t][2 * n]);
+        _mm256_storeu_ps(dst + 8, acc[t][2 * n + 1]);
+      } else {
+        alignas(32) float tmp[P];
+        _mm256_store_ps(tmp, acc[t][2 * n]);
+        _mm256_store_ps(tmp + 8, acc[t][2 * n + 1]);
+        for (int64_t i = 0; i < out - o; ++i) dst[i] = tmp[i];
+      }
     }
   }
 }
 
 template <int TT, typename W>
-inline void tile_row(const float* x, int ldx, int K, const W& w, int64_t o_begin, int64_t o_end, float* y,
-                     int ldy) {
-  constexpr int TO = TT <= 2 ? 4 : 2;
-  int64_t o = o_begin;
-  for (; o + TO <= o_end; o += TO) tile<TT, TO>(x, ldx, K, w, o, y, ldy);
-  for (; o < o_end; ++o) tile<TT, 1>(x, ldx, K, w, o, y, ldy);
+inline void tile_row(const float* x, int ldx, int64_t K, const W& w, int64_t p_begin, int64_t p_end, float* y, int ldy,
+                     int64_t out) {
+  constexpr int NP = TT == 1 ? 4 : (TT == 2 ? 2 : 1);
+  int64_t p = p_begin;
+  for (; p + NP <= p_end; p += NP) tile<TT, NP>(x, ldx, K, w, p, y, ldy, out);
+  for (; p < p_end; ++p) tile<TT, 1>(x, ldx, K, w, p, y, ldy, out);
 }
 
 template <typename W>
-void run(const float* x, int T, int K, int ldx, const W& w, int64_t o_begin, int64_t o_end, float* y, int ldy) {
-  // Block outputs so a slab of W stays in cache while every token tile passes over it.
-  const int64_t kBlock = std::max<int64_t>(4, (256 * 1024) / (static_cast<int64_t>(K) * 4) / 4 * 4);
-  for (int64_t ob = o_begin; ob < o_end; ob += kBlock) {
-    int64_t oe = std::min(o_end, ob + kBlock);
+void run_tiles(const float* x, int T, int ldx, int64_t K, const W& w, int64_t p_begin, int64_t p_end, float* y,
+               int ldy, int64_t out) {
+  // A slab of panels stays in cache while every token tile passes over it.
+  const int64_t slab = std::max<int64_t>(4, (512 * 1024) / (K * P * 4) / 4 * 4);
+  for (int64_t pb = p_begin; pb < p_end; pb += slab) {
+    const int64_t pe = std::min(p_end, pb + slab);
     int t = 0;
-    for (; t + 4 <= T; t += 4) tile_row<4>(x + t * ldx, ldx, K, w, ob, oe, y + t * ldy, ldy);
+    for (; t + 6 <= T; t += 6) tile_row<6>(x + t * ldx, ldx, K, w, pb, pe, y + t * ldy, ldy, out);
     switch (T - t) {
-      case 3: tile_row<3>(x + t * ldx, ldx, K, w, ob, oe, y + t * ldy, ldy); break;
-      case 2: tile_row<2>(x + t * ldx, ldx, K, w, ob, oe, y + t * ldy, ldy); break;
-      case 1: tile_row<1>(x + t * ldx, ldx, K, w, ob, oe, y + t * ldy, ldy); break;
+      case 5: tile_row<5>(x + t * ldx, ldx, K, w, pb, pe, y + t * ldy, ldy, out); break;
+      case 4: tile_row<4>(x + t * ldx, ldx, K, w, pb, pe, y + t * ldy, ldy, out); break;
+      case 3: tile_row<3>(x + t * ldx, ldx, K, w, pb, pe, y + t * ldy, ldy, out); break;
+      case 2: tile_row<2>(x + t * ldx, ldx, K, w, pb, pe, y + t * ldy, ldy, out); break;
+      case 1: tile_row<1>(x + t * ldx, ldx, K, w, pb, pe, y + t * ldy, ldy, out); break;
       default: break;
     }
   }
@@ -74,17 +96,38 @@ void run(const float* x, int T, int K, int ldx, const W& w, int64_t o_begin, int
 
 }  // namespace
 
-void linear_rows(const float* x, int T, int K, int ldx, const void* w, DType dtype, int64_t o_begin, int64_t o_end,
-                 float* y, int ldy) {
-  switch (dtype) {
-    case DType::kF32: run(x, T, K, ldx, F32W{static_cast<const float*>(w), K}, o_begin, o_end, y, ldy); break;
-    case DType::kF16:
-      run(x, T, K, ldx, HalfW<false>{static_cast<const uint16_t*>(w), K}, o_begin, o_end, y, ldy);
-      break;
-    case DType::kBF16:
-      run(x, T, K, ldx, HalfW<true>{static_cast<const uint16_t*>(w), K}, o_begin, o_end, y, ldy);
-      break;
-    default: break;
+PackedLinear::PackedLinear(const std::vector<const TensorView*>& parts) {
+  dtype_ = parts.at(0)->dtype;
+  in_ = parts[0]->shape.at(1);
+  for (const TensorView* t : parts) {
+    if (t->dtype != dtype_ || t->shape.at(1) != in_) throw Error("PackedLinear: parts differ in dtype or width");
+    out_ += t->shape[0];
+  }
+  const int64_t panels = num_panels();
+  const bool half = dtype_ != DType::kF32;
+  if (half) half_.assign(static_cast<size_t>(panels * in_ * P), 0);
+  else full_.assign(static_cast<size_t>(panels * in_ * P), 0.0f);
+  int64_t o = 0;
+  for (const TensorView* t : parts) {
+    for (int64_t r = 0; r < t->shape[0]; ++r, ++o) {
+      const int64_t base = (o / P) * in_ * P + o % P;
+      if (half) {
+        const uint16_t* src = t->as<uint16_t>() + r * in_;
+        for (int64_t k = 0; k < in_; ++k) half_[base + k * P] = src[k];
+      } else {
+        const float* src = t->as<float>() + r * in_;
+        for (int64_t k = 0; k < in_; ++k) full_[base + k * P] = src[k];
+      }
+    }
+  }
+}
+
+void PackedLinear::run(const float* x, int T, int ldx, float* y, int ldy, int64_t p_begin, int64_t p_end) const {
+  switch (dtype_) {
+    case DType::kF32: run_tiles(x, T, ldx, in_, F32Panel{full_.data()}, p_begin, p_end, y, ldy, out_); break;
+    case DType::kF16: run_tiles(x, T, ldx, in_, HalfPanel<false>{half_.data()}, p_begin, p_end, y, ldy, out_); break;
+    case DType::kBF16: run_tiles(x, T, ldx, in_, HalfPanel<true>{half_.data()}, p_begin, p_end, y, ldy, out_); break;
+    default: throw Error("PackedLinear: unsupported dtype");
   }
 }
 

@@ -1,19 +1,41 @@
-// Linear layers on the CPU: y[t, o] = sum_k x[t, k] * W[o, k], with W in its storage dtype
-// (f32, f16 or bf16) converted on the fly and float32 accumulation.
+// Linear layers on the CPU: y[t, o] = sum_k x[t, k] * W[o, k], float32 accumulation over
+// weights kept in their storage dtype (f32, f16 or bf16) and converted on the fly.
 //
-// Batch invariance: each output is one 8-lane FMA chain over k (ascending), then a fixed
-// horizontal sum, then the scalar tail. Tiles only decide how many outputs are computed side
-// by side, never the order inside one, so a row's result does not depend on the batch.
+// The weights are repacked once into panels of 16 outputs, k-major, so a micro-kernel keeps
+// a tile of tokens x 16 outputs in registers and broadcasts x[t, k]:
+//
+//   W [O, K] row-major  ->  panels [ceil(O/16)][K][16]   (the last panel zero-padded)
+//
+// Batch invariance: every output is one sequential FMA chain over k = 0..K-1, whatever the
+// tile, batch size or thread, so a row's result never depends on what else is in the batch.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "gyre/tensor.h"
 
 namespace gyre {
 
-// x: [T, K] (row stride ldx); W: [O, K] row-major; y: [T, ldy], columns [o_begin, o_end) written.
-void linear_rows(const float* x, int T, int K, int ldx, const void* w, DType w_dtype, int64_t o_begin,
-                 int64_t o_end, float* y, int ldy);
+class PackedLinear {
+ public:
+  static constexpr int kPanel = 16;
+  PackedLinear() = default;
+  // Packs the rows of one or more [O_i, K] matrices, stacked along O (e.g. q, k and v).
+  explicit PackedLinear(const std::vector<const TensorView*>& parts);
+
+  int64_t out_features() const { return out_; }
+  int64_t in_features() const { return in_; }
+  int64_t num_panels() const { return (out_ + kPanel - 1) / kPanel; }
+  // x: [T, in] (row stride ldx); y: [T, ldy], columns of panels [p_begin, p_end) written.
+  void run(const float* x, int T, int ldx, float* y, int ldy, int64_t p_begin, int64_t p_end) const;
+
+ private:
+  DType dtype_ = DType::kF32;
+  int64_t out_ = 0, in_ = 0;
+  std::vector<uint16_t> half_;  // f16/bf16 panels
+  std::vector<float> full_;     // f32 panels
+};
 
 // Converts row `row` of a [rows, K] matrix of any float dtype to float32.
 void load_row_f32(const TensorView& m, int64_t row, float* out);
