@@ -1,0 +1,93 @@
+// gyre serve's settings: a flag wins, then Gyre's GYRE_* variable, then the TGI/LMI name, then the
+// default. Every default works without tuning; a malformed value is an error that names it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export type Backend = 'auto' | 'cpu' | 'cuda';
+
+export interface ServeConfig {
+  /** A folder, an s3:// URI (refused at load for now), or undefined (nothing found). */
+  model?: string;
+  modelFrom: string;              // where the model setting came from, for the log
+  servedModelName?: string;
+  host: string;
+  port: number;
+  backend: Backend;
+  maxModelLen?: number;           // undefined: the model's
+  maxInputTokens?: number;        // undefined: maxModelLen - 1
+  maxBatchTokens?: number;        // undefined: the engine's (2048)
+  maxSeqs: number;
+  maxWaiting: number;
+  threads?: number;               // undefined: all cores
+  drainTimeoutMs: number;         // SIGTERM: in-flight requests get this long
+  emfIntervalMs: number;          // 0: no EMF lines
+}
+
+export class ConfigError extends Error {}
+
+export const DEFAULTS = {
+  port: 8080,
+  maxSeqs: 256,
+  maxWaiting: 1024,
+  drainTimeoutS: 25,
+  emfIntervalS: 10,
+};
+
+type Env = Record<string, string | undefined>;
+
+function int(name: string, raw: string, min: number): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name}=${raw}: expected an integer >= ${min}`);
+  return n;
+}
+
+/** The first of flag / env names that is set, parsed as an integer >= min. */
+function intSetting(flags: Record<string, unknown>, flag: string, env: Env, names: string[], min: number): number | undefined {
+  const v = flags[flag];
+  if (v !== undefined) {
+    const n = typeof v === 'number' ? v : int(`--${flag}`, String(v), min);
+    if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${flag}: expected an integer >= ${min}`);
+    return n;
+  }
+  for (const name of names) {
+    const raw = env[name];
+    if (raw !== undefined && raw !== '') return int(name, raw, min);
+  }
+  return undefined;
+}
+
+function modelSetting(flags: Record<string, unknown>, env: Env): { model?: string; from: string } {
+  if (typeof flags.model === 'string' && flags.model) return { model: flags.model, from: '--model' };
+  for (const name of ['GYRE_MODEL', 'HF_MODEL_ID']) {
+    if (env[name]) return { model: env[name], from: name };
+  }
+  const root = env.GYRE_SAGEMAKER_ROOT || '/opt/ml';
+  const dir = path.join(root, 'model');
+  if (fs.existsSync(dir)) return { model: dir, from: `${root}/model` };
+  return { from: 'none' };
+}
+
+export function resolveConfig(flags: Record<string, unknown>, env: Env = process.env): ServeConfig {
+  const { model, from } = modelSetting(flags, env);
+  const backendRaw = String(flags.backend ?? env.GYRE_BACKEND ?? 'auto');
+  if (!['auto', 'cpu', 'cuda'].includes(backendRaw)) {
+    throw new ConfigError(`backend "${backendRaw}": expected auto, cpu or cuda`);
+  }
+  const name = typeof flags.servedModelName === 'string' ? flags.servedModelName : env.GYRE_SERVED_MODEL_NAME;
+  return {
+    model,
+    modelFrom: from,
+    servedModelName: name || undefined,
+    host: typeof flags.host === 'string' ? flags.host : (env.GYRE_HOST || '0.0.0.0'),
+    port: intSetting(flags, 'port', env, ['SAGEMAKER_BIND_TO_PORT', 'GYRE_PORT'], 0) ?? DEFAULTS.port,
+    backend: backendRaw as Backend,
+    maxModelLen: intSetting(flags, 'maxModelLen', env, ['GYRE_MAX_MODEL_LEN', 'MAX_TOTAL_TOKENS'], 2),
+    maxInputTokens: intSetting(flags, 'maxInputTokens', env, ['GYRE_MAX_INPUT_TOKENS', 'MAX_INPUT_TOKENS', 'MAX_INPUT_LENGTH'], 1),
+    maxBatchTokens: intSetting(flags, 'maxBatchTokens', env, ['GYRE_MAX_BATCH_TOKENS', 'MAX_BATCH_PREFILL_TOKENS'], 1),
+    maxSeqs: intSetting(flags, 'maxSeqs', env, ['GYRE_MAX_SEQS'], 1) ?? DEFAULTS.maxSeqs,
+    maxWaiting: intSetting(flags, 'maxWaiting', env, ['GYRE_MAX_WAITING'], 0) ?? DEFAULTS.maxWaiting,
+    threads: intSetting(flags, 'threads', env, ['GYRE_THREADS'], 0),
+    drainTimeoutMs: 1000 * (intSetting(flags, 'drainTimeout', env, ['GYRE_DRAIN_TIMEOUT'], 0) ?? DEFAULTS.drainTimeoutS),
+    emfIntervalMs: 1000 * (intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? DEFAULTS.emfIntervalS),
+  };
+}

@@ -1,0 +1,52 @@
+// gyre serve's settings: flags over GYRE_* over the TGI/LMI names over defaults; malformed values
+// are refused by name. And the body reader's nesting check.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { jsonDepth } from '../../src/server/body';
+import { resolveConfig } from '../../src/server/config';
+
+const noModelRoot = { GYRE_SAGEMAKER_ROOT: '/nonexistent' };
+
+test('defaults need no settings', () => {
+  expect(resolveConfig({}, noModelRoot)).toEqual({
+    model: undefined, modelFrom: 'none', servedModelName: undefined, host: '0.0.0.0', port: 8080, backend: 'auto',
+    maxModelLen: undefined, maxInputTokens: undefined, maxBatchTokens: undefined, maxSeqs: 256, maxWaiting: 1024,
+    threads: undefined, drainTimeoutMs: 25_000, emfIntervalMs: 10_000,
+  });
+});
+
+test('TGI / LMI / SageMaker names are honoured; GYRE_* wins over them; flags win over all', () => {
+  const env = {
+    ...noModelRoot, HF_MODEL_ID: '/models/a', SAGEMAKER_BIND_TO_PORT: '9000', MAX_TOTAL_TOKENS: '4096', MAX_INPUT_LENGTH: '1000',
+    MAX_BATCH_PREFILL_TOKENS: '8192', GYRE_BACKEND: 'cpu', GYRE_MAX_SEQS: '8', GYRE_MAX_WAITING: '0', GYRE_THREADS: '2',
+  };
+  expect(resolveConfig({}, env)).toMatchObject({
+    model: '/models/a', modelFrom: 'HF_MODEL_ID', port: 9000, maxModelLen: 4096, maxInputTokens: 1000, maxBatchTokens: 8192,
+    backend: 'cpu', maxSeqs: 8, maxWaiting: 0, threads: 2,
+  });
+  const gyre = { ...env, GYRE_MODEL: '/models/b', GYRE_MAX_MODEL_LEN: '2048', GYRE_MAX_INPUT_TOKENS: '512', MAX_INPUT_TOKENS: '700' };
+  expect(resolveConfig({}, gyre)).toMatchObject({ model: '/models/b', modelFrom: 'GYRE_MODEL', maxModelLen: 2048, maxInputTokens: 512 });
+  expect(resolveConfig({ model: '/models/c', port: 1234, maxModelLen: 64, backend: 'cuda' }, gyre))
+    .toMatchObject({ model: '/models/c', modelFrom: '--model', port: 1234, maxModelLen: 64, backend: 'cuda' });
+});
+
+test('/opt/ml/model is the default model when present (GYRE_SAGEMAKER_ROOT moves /opt/ml)', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-root-'));
+  fs.mkdirSync(path.join(root, 'model'));
+  expect(resolveConfig({}, { GYRE_SAGEMAKER_ROOT: root })).toMatchObject({ model: path.join(root, 'model'), modelFrom: `${root}/model` });
+  fs.rmSync(root, { recursive: true });
+});
+
+test('malformed values are refused by name', () => {
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_MAX_SEQS: 'lots' })).toThrow('GYRE_MAX_SEQS=lots: expected an integer >= 1');
+  expect(() => resolveConfig({}, { ...noModelRoot, SAGEMAKER_BIND_TO_PORT: '80.5' })).toThrow(/SAGEMAKER_BIND_TO_PORT=80.5/);
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_BACKEND: 'tpu' })).toThrow(/backend "tpu": expected auto, cpu or cuda/);
+  expect(() => resolveConfig({}, { ...noModelRoot, MAX_TOTAL_TOKENS: '-3' })).toThrow(/MAX_TOTAL_TOKENS=-3/);
+});
+
+test('JSON nesting depth is measured outside strings', () => {
+  expect(jsonDepth('{"a": [1, {"b": 2}]}')).toBe(3);
+  expect(jsonDepth('{"a": "[[[[{{{{\\"[[["}')).toBe(1);
+  expect(jsonDepth('['.repeat(1e6))).toBe(65);   // stops counting past the limit
+});
