@@ -11,6 +11,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include <unistd.h>
+
 #include "engine/block_manager.h"
 #include "engine/request_validation.h"
 #include "engine/sampler.h"
@@ -32,8 +34,8 @@ const char* finish_reason_name(FinishReason r) {
 
 namespace {
 
-constexpr int kDefaultKvMaxModelLens = 4;          // default pool: this many max_model_len sequences
-constexpr int64_t kDefaultCpuKvBytes = 4LL << 30;  // ... capped at this on the CPU backend
+constexpr int kDefaultKvMaxModelLens = 4;          // default pool (non-CPU): this many max_model_len sequences
+constexpr int64_t kDefaultCpuKvBytes = 4LL << 30;  // default CPU pool, or a quarter of RAM if smaller
 
 }  // namespace
 
@@ -49,11 +51,15 @@ class EngineImpl {
                      : config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
     KvCacheSpec spec = options.kv;
     if (spec.num_blocks == 0 && spec.max_tokens == 0 && spec.max_bytes == 0) {
-      spec.max_tokens = static_cast<int64_t>(max_model_len_) * kDefaultKvMaxModelLens;
-      if (std::string(backend_->name()) == "cpu") {  // the smaller of the two
+      if (std::string(backend_->name()) == "cpu") {
+        // A memory budget, as vLLM's CPU backend has (4 GiB); pages are touched only when used.
+        const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+        spec.max_bytes = std::min<int64_t>(kDefaultCpuKvBytes, std::max<int64_t>(ram / 4, 64LL << 20));
         const int64_t bytes_per_token = std::max<int64_t>(1, backend_->kv_bytes_per_block() / backend_->block_size());
-        const int64_t max_tokens = std::min(spec.max_tokens, kDefaultCpuKvBytes / bytes_per_token);
-        spec.num_blocks = static_cast<int>(std::max<int64_t>(1, max_tokens / spec.block_size));
+        spec.max_bytes = std::min(spec.max_bytes, static_cast<int64_t>(max_model_len_) * kDefaultKvMaxModelLens * 64 *
+                                                      bytes_per_token);  // no more than 256 full-length sequences
+      } else {
+        spec.max_tokens = static_cast<int64_t>(max_model_len_) * kDefaultKvMaxModelLens;
       }
     }
     const int num_blocks = backend_->allocate_kv_cache(spec);
