@@ -16,19 +16,8 @@ export type { ChatMessage } from './chat_template';
 
 export type EngineOptions = NativeEngineOptions;
 
-export interface SamplingOptions {
-  temperature?: number;        // 0: greedy
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repetitionPenalty?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  seed?: number;
-  stopTokenIds?: number[];
-  ignoreEos?: boolean;
-  logprobs?: number;           // 0: the chosen token's; n: plus the top n
-}
+/** The engine's sampling parameters, less maxTokens (a request field of its own). */
+export type SamplingOptions = Omit<NativeSamplingParams, 'maxTokens'>;
 
 export interface GenerationRequest extends SamplingOptions {
   id?: number;                 // default: the next free id
