@@ -56,14 +56,14 @@ function chatMessages(b: ChatBody): ChatMessage[] {
 }
 
 /** The prompts of a request, as token ids. Chat template refusals become 400s with its message. */
-function promptIds(req: OpenAiRequest, model: ServedModel): number[][] {
+async function promptIds(req: OpenAiRequest, model: ServedModel): Promise<number[][]> {
   if (req.kind === 'chat') {
     requireTokenizer(model, 'messages', 'messages');
     const messages = chatMessages(req.body);
     checkPromptChars(model, messages.reduce((n, m) => n + m.content.length, 0), 'openai', 'messages');
     let ids: number[];
     try {
-      ids = model.engine.promptIds({ messages });
+      ids = await model.engine.encodePrompt({ messages });
     } catch (e) {
       if (e instanceof ChatTemplateError) throw validationError(`the chat template refused the messages: ${e.message}`, 'messages');
       throw e;
@@ -77,23 +77,23 @@ function promptIds(req: OpenAiRequest, model: ServedModel): number[][] {
   if (list.length * req.n > MAX_CHOICES) {
     throw validationError(`${list.length} prompts x n=${req.n} is over the limit of ${MAX_CHOICES} choices per request`, 'prompt');
   }
-  return list.map((item) => {
+  return Promise.all(list.map(async (item) => {
     let ids: number[];
     if (typeof item === 'string') {
       requireTokenizer(model, 'a text prompt', 'prompt');
       checkPromptChars(model, item.length, 'openai');
-      ids = model.engine.promptIds({ prompt: item });
+      ids = await model.engine.encodePrompt({ prompt: item });
     } else {
       ids = item;
     }
     checkPromptIds(model, ids, 'openai', 'prompt');
     return ids;
-  });
+  }));
 }
 
-export function planOpenAi(req: OpenAiRequest, model: ServedModel): Plan {
+export async function planOpenAi(req: OpenAiRequest, model: ServedModel): Promise<Plan> {
   const logprobs = req.kind === 'chat'
     ? (req.body.logprobs ? (req.body.top_logprobs ?? 0) : undefined)
     : (req.body.logprobs ?? undefined);
-  return planRequests(model, promptIds(req, model), req.n, openAiSampling(req.body, logprobs), 'openai');
+  return planRequests(model, await promptIds(req, model), req.n, openAiSampling(req.body, logprobs), 'openai');
 }

@@ -97,7 +97,7 @@ function tgiSampling(p: TgiParameters, model: ServedModel): Sampling {
 }
 
 /** Tokenizes inputs and plans the engine request (TGI has one choice). */
-export function planTgi(req: TgiRequest, model: ServedModel): Plan {
+export async function planTgi(req: TgiRequest, model: ServedModel): Promise<Plan> {
   const tokenizer = model.engine.tokenizer;
   if (!tokenizer) throw validationError(`this model has no tokenizer.json, so \`inputs\` text cannot be tokenized; use /v1/completions with token ids`, 'inputs');
   const p = req.parameters;
@@ -105,7 +105,7 @@ export function planTgi(req: TgiRequest, model: ServedModel): Plan {
   let text = req.inputs;
   if (p.truncate == null) checkPromptChars(model, text.length, 'tgi');
   else text = text.slice(-(p.truncate + 1) * model.tokens.maxTokenChars);
-  let ids = model.engine.promptIds({ prompt: text });
+  let ids = await model.engine.encodePrompt({ prompt: text });
   if (p.truncate != null && ids.length > p.truncate) ids = ids.slice(-p.truncate);
   checkPromptIds(model, ids, 'tgi');
   if (p.decoder_input_details && ids.length > MAX_DECODER_INPUT_TOKENS) {

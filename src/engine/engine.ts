@@ -10,6 +10,7 @@ import {
 } from './native';
 import { type GenerationChunk, RequestStream } from './request_stream';
 import { IncrementalDecoder, Tokenizer } from './tokenizer';
+import { TokenizerPool } from './tokenizer_pool';
 
 export type { FinishReason, GenerationChunk, Usage } from './request_stream';
 export type { ChatMessage } from './chat_template';
@@ -42,6 +43,7 @@ export class Engine {
   private readonly streams = new Map<number, RequestStream>();
   private nextId = 1;
   private chatTemplate?: ChatTemplate;
+  private pool?: TokenizerPool;
   private closing?: Promise<void>;
 
   private constructor(
@@ -87,6 +89,17 @@ export class Engine {
     if (req.prompt !== undefined) return tokenizer.encode(req.prompt, { addBos: req.addBos ?? true });
     this.chatTemplate ??= ChatTemplate.fromModelDir(this.modelDir);
     return encodeChat(tokenizer, this.chatTemplate, req.messages!);
+  }
+
+  /** promptIds, with long texts tokenized on worker threads so the event loop stays free. */
+  async encodePrompt(req: Pick<GenerationRequest, 'promptIds' | 'prompt' | 'messages' | 'addBos'>): Promise<number[]> {
+    const given = [req.promptIds, req.prompt, req.messages].filter((p) => p !== undefined).length;
+    if (given !== 1 || req.promptIds) return this.promptIds(req);
+    const tokenizer = this.requireTokenizer();
+    this.pool ??= new TokenizerPool(tokenizer, this.modelDir);
+    if (req.prompt !== undefined) return this.pool.encode(req.prompt, { addBos: req.addBos ?? true });
+    this.chatTemplate ??= ChatTemplate.fromModelDir(this.modelDir);
+    return this.pool.encode(this.chatTemplate.render(req.messages!), { addBos: false });
   }
 
   /**
@@ -140,7 +153,7 @@ export class Engine {
 
   /** Stops the engine thread; unfinished requests end with 'abort'. Safe to call twice. */
   close(): Promise<void> {
-    this.closing ??= this.native.close().finally(() => {
+    this.closing ??= Promise.all([this.native.close(), this.pool?.close()]).then(() => undefined).finally(() => {
       for (const stream of this.streams.values()) stream.fail('abort', 'the engine was closed');
       this.streams.clear();
     });

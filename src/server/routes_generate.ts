@@ -35,14 +35,14 @@ async function generate(ctx: ServerContext, res: Response, body: unknown, kind: 
     const req = parseTgi(body, opts.streamRoute);
     const record: GenerationRecord = { api: 'tgi', stream: req.stream, choices: 1, unknownFields: req.unknown };
     res.locals.generation = record;
-    const plan = planTgi(req, model);
+    const plan = await planTgi(req, model);
     await track(res, runPlan(model, ctx.admission, res, plan, new TgiFormat(req, model, opts.wrap ?? false), req.stream, record, startMs));
     return;
   }
   const req = kind === 'chat' ? parseChat(body) : parseCompletion(body);
   const record: GenerationRecord = { api: kind, stream: req.stream, choices: req.n, unknownFields: req.unknown };
   res.locals.generation = record;
-  const plan = planOpenAi(req, model);
+  const plan = await planOpenAi(req, model);
   record.choices = plan.requests.length;
   await track(res, runPlan(model, ctx.admission, res, plan, new OpenAiFormat(req, model, ctx.fingerprint), req.stream, record, startMs));
 }
