@@ -34,8 +34,8 @@ const char* finish_reason_name(FinishReason r) {
 
 namespace {
 
-constexpr int kDefaultKvMaxModelLens = 4;          // default pool (non-CPU): this many max_model_len sequences
 constexpr int64_t kDefaultCpuKvBytes = 4LL << 30;  // default CPU pool, or a quarter of RAM if smaller
+constexpr int kMaxDefaultSeqs = 256;               // ... and no more than this many full-length sequences
 
 }  // namespace
 
@@ -56,11 +56,8 @@ class EngineImpl {
         const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
         spec.max_bytes = std::min<int64_t>(kDefaultCpuKvBytes, std::max<int64_t>(ram / 4, 64LL << 20));
         const int64_t bytes_per_token = std::max<int64_t>(1, backend_->kv_bytes_per_block() / backend_->block_size());
-        spec.max_bytes = std::min(spec.max_bytes, static_cast<int64_t>(max_model_len_) * kDefaultKvMaxModelLens * 64 *
-                                                      bytes_per_token);  // no more than 256 full-length sequences
-      } else {
-        spec.max_tokens = static_cast<int64_t>(max_model_len_) * kDefaultKvMaxModelLens;
-      }
+        spec.max_bytes = std::min(spec.max_bytes, static_cast<int64_t>(max_model_len_) * kMaxDefaultSeqs * bytes_per_token);
+      }  // the CUDA backend sizes an all-zero spec from free GPU memory (GYRE_GPU_MEMORY_*)
     }
     const int num_blocks = backend_->allocate_kv_cache(spec);
     block_manager_ = std::make_unique<BlockManager>(num_blocks, backend_->block_size(), config.sliding_window,

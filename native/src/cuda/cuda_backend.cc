@@ -1,0 +1,228 @@
+// The CUDA forward pass. Per layer:
+//   add_rms_norm -> qkv gemm -> rope_and_cache -> decode / prefill attention -> o gemm
+//   -> add_rms_norm -> gate_up gemm -> silu_and_mul -> down gemm
+// and at the end the final norm and lm_head on the logits rows only.
+#include "cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "cuda/activation.cuh"
+#include "cuda/decode_attention.cuh"
+#include "cuda/embedding.cuh"
+#include "cuda/gemm.cuh"
+#include "cuda/memory_budget.h"
+#include "cuda/norm.cuh"
+#include "cuda/prefill_attention.cuh"
+#include "cuda/rope.cuh"
+
+namespace gyre {
+namespace {
+
+// Activations (and logits rows: prompt-logits requests return every row) reserved before the
+// KV pool is sized; the engine's default step budget.
+constexpr int kPlanTokens = 2048;
+constexpr int kSplitTokens = 512;  // decode split-K: keys per split
+
+size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
+
+}  // namespace
+
+CudaBackend::CudaBackend(std::shared_ptr<ModelWeights> weights)
+    : w_(std::move(weights)), dt_(w_->dtype == DType::kBF16 ? DType::kBF16 : DType::kF16) {
+  const ModelConfig& c = w_->config;
+  if (c.hidden_size % 8 || c.intermediate_size % 8 || c.head_dim % 8)
+    throw Error("backend 'cuda': hidden_size, intermediate_size and head_dim must be multiples of 8");
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  upload_weights();
+  rope_.init(c);
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (meta_host_) cudaFreeHost(meta_host_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+int64_t CudaBackend::kv_bytes_per_block() const {
+  const ModelConfig& c = w_->config;
+  return 2LL * c.num_layers * block_size_ * c.num_kv_heads * c.head_dim * static_cast<int64_t>(dtype_size(dt_));
+}
+
+int CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
+  if (spec.block_size <= 0) throw Error("KV cache: block_size must be positive");
+  k_cache_ = DeviceBuffer();
+  v_cache_ = DeviceBuffer();
+  num_blocks_ = 0;
+  block_size_ = spec.block_size;
+  ensure_activations(kPlanTokens, kPlanTokens);
+  const MemoryBudget budget = read_memory_budget();
+  const int64_t per_block = kv_bytes_per_block();
+  const int64_t fit = std::max<int64_t>(0, budget.kv_bytes) / per_block;
+  int64_t blocks = fit;
+  if (spec.num_blocks > 0) blocks = spec.num_blocks;
+  else if (spec.max_tokens > 0) blocks = (spec.max_tokens + block_size_ - 1) / block_size_;
+  else if (spec.max_bytes > 0) blocks = spec.max_bytes / per_block;
+  if (blocks < 1 || blocks > fit || blocks > INT32_MAX)
+    throw Error("KV cache: " + std::to_string(blocks) + " blocks of " + std::to_string(per_block) +
+                " bytes do not fit the GPU memory budget (" + budget.describe() + ")");
+  const size_t half_bytes = static_cast<size_t>(blocks) * per_block / 2;
+  k_cache_.reserve(half_bytes);
+  v_cache_.reserve(half_bytes);
+  num_blocks_ = static_cast<int>(blocks);
+  return num_blocks_;
+}
+
+void CudaBackend::ensure_activations(int T, int R) {
+  const ModelConfig& c = w_->config;
+  const size_t H = c.hidden_size, I = c.intermediate_size, QO = size_t(c.num_heads) * c.head_dim;
+  const size_t QKV = QO + 2 * size_t(c.num_kv_heads) * c.head_dim, e = dtype_size(dt_);
+  if (T > act_tokens_) {
+    const size_t t = static_cast<size_t>(T);
+    h_.reserve(t * H * 4); tmp_.reserve(t * H * 4); qkv_.reserve(t * QKV * 4); gate_up_.reserve(t * 2 * I * 4);
+    x_.reserve(t * H * e); q_.reserve(t * QO * e); attn_.reserve(t * QO * e); act_.reserve(t * I * e);
+    act_tokens_ = T;
+  }
+  if (R > act_rows_) {
+    sel_.reserve(size_t(R) * H * e);
+    logits_.reserve(size_t(R) * c.vocab_size * 4);
+    act_rows_ = R;
+  }
+}
+
+void CudaBackend::upload_batch(const Batch& b) {
+  const ModelConfig& c = w_->config;
+  const int T = b.num_tokens(), S = b.num_seqs(), R = static_cast<int>(b.logits_indices.size());
+  const int half = c.head_dim / 2;
+  std::vector<int32_t> seq_of(T), decode;
+  std::vector<PrefillTile> tiles;
+  int max_pos = 0;
+  for (int s = 0; s < S; ++s) {
+    const int begin = b.query_start[s], end = b.query_start[s + 1];
+    for (int t = begin; t < end; ++t) seq_of[t] = s;
+    if (end - begin == 1) {
+      decode.push_back(begin);
+      max_pos = std::max(max_pos, b.positions[begin]);
+    } else {
+      for (int t = begin; t < end; t += kPrefillTileQ) tiles.push_back({s, t, std::min(kPrefillTileQ, end - t)});
+    }
+  }
+  split_len_ = std::max(1, kSplitTokens / block_size_) * block_size_;
+  num_splits_ = max_pos / split_len_ + 1;
+  num_decode_ = static_cast<int>(decode.size());
+  num_tiles_ = static_cast<int>(tiles.size());
+  rope_.compute(c, b.positions.data(), T);
+
+  // One packed buffer, each part 256-byte aligned.
+  struct Part { const void* src; size_t bytes; size_t offset; };
+  std::vector<Part> parts;
+  size_t total = 0;
+  auto add = [&](const void* src, size_t bytes) {
+    parts.push_back({src, bytes, total});
+    total = align_up(total + bytes);
+    return parts.size() - 1;
+  };
+  const size_t p_ids = add(b.token_ids.data(), 4 * size_t(T));
+  const size_t p_pos = add(b.positions.data(), 4 * size_t(T));
+  const size_t p_seq = add(seq_of.data(), 4 * size_t(T));
+  const size_t p_slots = add(b.slot_mapping.data(), 8 * size_t(T));
+  const size_t p_tables = add(b.block_tables.data(), 4 * b.block_tables.size());
+  const size_t p_rows = add(b.logits_indices.data(), 4 * size_t(R));
+  const size_t p_dec = add(decode.data(), 4 * decode.size());
+  const size_t p_tiles = add(tiles.data(), sizeof(PrefillTile) * tiles.size());
+  const size_t p_cos = add(rope_.cos.data(), 4 * size_t(T) * half);
+  const size_t p_sin = add(rope_.sin.data(), 4 * size_t(T) * half);
+  if (total > meta_host_bytes_) {
+    if (meta_host_) CUDA_CHECK(cudaFreeHost(meta_host_));
+    meta_host_ = nullptr;
+    meta_host_bytes_ = 0;
+    CUDA_CHECK(cudaMallocHost(&meta_host_, total * 2));
+    meta_host_bytes_ = total * 2;
+  }
+  for (const Part& p : parts)
+    if (p.bytes) std::memcpy(static_cast<char*>(meta_host_) + p.offset, p.src, p.bytes);
+  meta_.reserve(total);
+  CUDA_CHECK(cudaMemcpyAsync(meta_.get(), meta_host_, total, cudaMemcpyHostToDevice, stream_));
+  char* d = meta_.get<char>();
+  auto at = [&](size_t i) { return d + parts[i].offset; };
+  dev_.ids = reinterpret_cast<int32_t*>(at(p_ids));
+  dev_.positions = reinterpret_cast<int32_t*>(at(p_pos));
+  dev_.seq_of = reinterpret_cast<int32_t*>(at(p_seq));
+  dev_.slots = reinterpret_cast<int64_t*>(at(p_slots));
+  dev_.block_tables = reinterpret_cast<int32_t*>(at(p_tables));
+  dev_.logits_rows = reinterpret_cast<int32_t*>(at(p_rows));
+  dev_.decode_tokens = reinterpret_cast<int32_t*>(at(p_dec));
+  dev_.tiles = at(p_tiles);
+  dev_.cos = reinterpret_cast<float*>(at(p_cos));
+  dev_.sin = reinterpret_cast<float*>(at(p_sin));
+}
+
+void CudaBackend::forward(const Batch& b, float* logits) {
+  const ModelConfig& c = w_->config;
+  const int T = b.num_tokens();
+  if (T == 0) return;
+  if (num_blocks_ == 0) throw Error("forward: the KV cache is not allocated");
+  for (int id : b.token_ids)
+    if (id < 0 || id >= c.vocab_size) throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary");
+  const int64_t num_slots = static_cast<int64_t>(num_blocks_) * block_size_;
+  for (int64_t s : b.slot_mapping)
+    if (s >= num_slots) throw Error("forward: slot " + std::to_string(s) + " is outside the KV cache");
+  const int R = static_cast<int>(b.logits_indices.size());
+  const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
+  const int QO = c.num_heads * d, KVO = c.num_kv_heads * d, QKV = QO + 2 * KVO;
+  ensure_activations(T, R);
+  upload_batch(b);
+  if (num_decode_ > 0)
+    workspace_.reserve(sizeof(float) * decode_attention_workspace(num_decode_, c.num_heads, num_splits_, d));
+
+  const size_t layer_elems = static_cast<size_t>(num_blocks_) * block_size_ * KVO;
+  const size_t e = dtype_size(dt_);
+  float* h = h_.get<float>();
+  float* tmp = tmp_.get<float>();
+  embedding_gather(dt_, dev_.ids, embed_, h, T, H, stream_);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    void* kc = k_cache_.get<char>() + l * layer_elems * e;
+    void* vc = v_cache_.get<char>() + l * layer_elems * e;
+    add_rms_norm(dt_, h, l == 0 ? nullptr : tmp, L.input_norm, nullptr, x_.get(), T, H, c.rms_norm_eps, stream_);
+    gemm(dt_, x_.get(), H, L.qkv, qkv_.get<float>(), QKV, T, QKV, H, stream_);
+    rope_and_cache(dt_, qkv_.get<float>(), dev_.cos, dev_.sin, dev_.slots, q_.get(), kc, vc, T, c.num_heads,
+                   c.num_kv_heads, d, stream_);
+    const PagedKv kv{kc, vc, dev_.block_tables, b.max_blocks_per_seq, block_size_, c.num_heads, c.num_kv_heads, d,
+                     c.sliding_window, static_cast<float>(std::sqrt(static_cast<double>(d)))};
+    decode_attention(dt_, kv, q_.get(), dev_.positions, dev_.seq_of, dev_.decode_tokens, num_decode_, num_splits_,
+                     split_len_, workspace_.get<float>(), attn_.get(), stream_);
+    prefill_attention(dt_, kv, q_.get(), dev_.positions, static_cast<const PrefillTile*>(dev_.tiles), num_tiles_,
+                      attn_.get(), stream_);
+    gemm(dt_, attn_.get(), QO, L.o, tmp, H, T, H, QO, stream_);
+    add_rms_norm(dt_, h, tmp, L.post_norm, nullptr, x_.get(), T, H, c.rms_norm_eps, stream_);
+    gemm(dt_, x_.get(), H, L.gate_up, gate_up_.get<float>(), 2 * I, T, 2 * I, H, stream_);
+    silu_and_mul(dt_, gate_up_.get<float>(), act_.get(), T, I, stream_);
+    gemm(dt_, act_.get(), I, L.down, tmp, H, T, H, I, stream_);
+  }
+  if (R > 0) {
+    add_rms_norm(dt_, h, tmp, final_norm_, dev_.logits_rows, sel_.get(), R, H, c.rms_norm_eps, stream_);
+    gemm(dt_, sel_.get(), H, lm_head_, logits_.get<float>(), c.vocab_size, R, c.vocab_size, H, stream_);
+    CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(), sizeof(float) * R * c.vocab_size, cudaMemcpyDeviceToHost,
+                               stream_));
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));  // logits are on the host; the pinned metadata is free
+}
+
+bool cuda_device_available() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);  // no driver or no device: an error, not a crash
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(std::shared_ptr<ModelWeights> weights) {
+  return std::make_unique<CudaBackend>(std::move(weights));
+}
+
+}  // namespace gyre

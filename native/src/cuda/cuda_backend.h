@@ -1,0 +1,80 @@
+// The CUDA backend: the Llama/Mistral forward pass on one GPU, activations and weights in the
+// weights' storage dtype (f16 or bf16; f32 weights become f16 at upload), float32 accumulation
+// everywhere and a float32 residual stream. One stream; forward() returns once the logits are
+// on the host.
+//
+// Device memory, in the order it is taken:
+//   weights    one allocation: per layer qkv [(nh + 2 nkv) d, H], o [H, nh d], gate_up [2I, H],
+//              down [H, I]; embed [V, H]; lm_head [V, H] (shared when tied); norms as float32
+//   activations sized for kPlanTokens tokens per step (grown if a batch needs more)
+//   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves:
+//              budget = min(GYRE_GPU_MEMORY_FRACTION (0.9) x total, GYRE_GPU_MEMORY_BUDGET)
+#pragma once
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "cuda/cuda_util.h"
+#include "gyre/backend.h"
+
+namespace gyre {
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(std::shared_ptr<ModelWeights> weights);
+  ~CudaBackend() override;
+  const char* name() const override { return "cuda"; }
+  const ModelConfig& config() const override { return w_->config; }
+  // spec.num_blocks, else max_tokens, else max_bytes, else whatever the budget leaves.
+  // Throws if the request does not fit the budget.
+  int allocate_kv_cache(const KvCacheSpec& spec) override;
+  int block_size() const override { return block_size_; }
+  int num_blocks() const override { return num_blocks_; }
+  int64_t kv_bytes_per_block() const override;
+  void forward(const Batch& batch, float* logits) override;
+
+  DType activation_dtype() const { return dt_; }
+
+ private:
+  struct Layer {
+    void* qkv; void* o; void* gate_up; void* down;  // in dt_
+    float* input_norm; float* post_norm;            // [H]
+  };
+  void upload_weights();                 // cuda_weights.cc
+  void ensure_activations(int T, int R);
+  // Copies the batch's metadata to the device in one transfer; fills the kernel lists.
+  void upload_batch(const Batch& b);
+
+  std::shared_ptr<ModelWeights> w_;
+  DType dt_;
+  cudaStream_t stream_ = nullptr;
+  DeviceBuffer weights_;
+  std::vector<Layer> layers_;
+  void* embed_ = nullptr;
+  void* lm_head_ = nullptr;
+  float* final_norm_ = nullptr;
+  RopeTable rope_;
+
+  int block_size_ = 16, num_blocks_ = 0;
+  DeviceBuffer k_cache_, v_cache_;
+
+  // Activations: h, tmp, qkv, gate_up float32; x, q, attn, act, sel in dt_.
+  int act_tokens_ = 0, act_rows_ = 0;
+  DeviceBuffer h_, tmp_, qkv_, gate_up_, x_, q_, attn_, act_, sel_, logits_, workspace_;
+
+  // Batch metadata: host (pinned) and device copies of one packed buffer.
+  DeviceBuffer meta_;
+  void* meta_host_ = nullptr;
+  size_t meta_host_bytes_ = 0;
+  struct Meta {
+    int32_t *ids, *positions, *seq_of, *block_tables, *logits_rows, *decode_tokens;
+    int64_t* slots;
+    void* tiles;
+    float *cos, *sin;
+  } dev_{};
+  int num_decode_ = 0, num_tiles_ = 0, num_splits_ = 1, split_len_ = 512;
+};
+
+}  // namespace gyre

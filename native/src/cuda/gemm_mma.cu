@@ -1,0 +1,140 @@
+// The in-house GEMM: 64x64 output tiles per block of 4 warps (2x2, 32x32 each), K in steps
+// of 32 through a 2-stage cp.async pipeline, fragments by ldmatrix, mma.sync m16n8k16.
+//
+//   shared A tile [64][32 + 8]   shared W tile [64][32 + 8]   (+8 halves: conflict-free ldmatrix)
+//   warp (wm, wn): rows wm*32 .. +32, cols wn*32 .. +32 = 2 x 4 mma tiles of 16x8
+//
+// Rows past M or N and k past K are zero-filled by cp.async (src-size 0), so any M, N work.
+#include "cuda/common.cuh"
+#include "cuda/gemm.cuh"
+
+namespace gyre {
+namespace {
+
+constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, kThreads = 128;
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int size = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(size) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+
+template <typename T> struct Mma;
+template <> struct Mma<__half> {
+  static __device__ __forceinline__ void run(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// Copies one BM x BK (or BN x BK) tile, 16 bytes (8 elements) per cp.async.
+template <typename T>
+__device__ __forceinline__ void load_tile(T (*dst)[LDS], const T* __restrict__ src, int ld, int row0, int rows,
+                                          int k0, int K) {
+  for (int c = threadIdx.x; c < BM * (BK / 8); c += kThreads) {
+    const int r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
+    const bool valid = row0 + r < rows && k0 + kc < K;
+    const T* g = valid ? src + static_cast<int64_t>(row0 + r) * ld + k0 + kc : src;
+    cp_async16(&dst[r][kc], g, valid);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) gemm_mma_kernel(const T* __restrict__ A,  // [M, K], row stride lda
+                                                            int lda,
+                                                            const T* __restrict__ W,  // [N, K]
+                                                            float* __restrict__ C,    // [M, N], row stride ldc
+                                                            int ldc, int M, int N, int K) {
+  __shared__ __align__(16) T sa[2][BM][LDS];
+  __shared__ __align__(16) T sw[2][BN][LDS];
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+  float acc[2][4][4] = {};
+
+  const int ktiles = (K + BK - 1) / BK;
+  load_tile(sa[0], A, lda, m0, M, 0, K);
+  load_tile(sw[0], W, K, n0, N, 0, K);
+  cp_async_commit();
+  for (int kt = 0; kt < ktiles; ++kt) {
+    const int cur = kt & 1;
+    cp_async_wait_all();
+    __syncthreads();  // tile kt is in shared memory; everyone is done with tile kt - 1
+    if (kt + 1 < ktiles) {
+      load_tile(sa[cur ^ 1], A, lda, m0, M, (kt + 1) * BK, K);
+      load_tile(sw[cur ^ 1], W, K, n0, N, (kt + 1) * BK, K);
+    }
+    cp_async_commit();
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned a[2][4], b[4][2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)  // lanes 0-15: rows 0-15 at k; lanes 16-31: rows 0-15 at k + 8
+        ldmatrix_x4(a[i], &sa[cur][wm + i * 16 + (lane & 15)][kk + (lane >> 4) * 8]);
+#pragma unroll
+      for (int j = 0; j < 4; j += 2) {  // two n8 tiles: lanes 0-7 / 8-15 / 16-23 / 24-31
+        unsigned r[4];
+        ldmatrix_x4(r, &sw[cur][wn + j * 8 + (lane & 7) + ((lane >> 4) << 3)][kk + ((lane >> 3) & 1) * 8]);
+        b[j][0] = r[0]; b[j][1] = r[1]; b[j + 1][0] = r[2]; b[j + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) Mma<T>::run(acc[i][j], a[i], b[j][0], b[j][1]);
+    }
+  }
+  // Accumulator layout: c0, c1 at (lane / 4, 2 * (lane % 4) + {0, 1}); c2, c3 eight rows below.
+  const int gr = lane >> 2, gc = (lane & 3) * 2;
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = m0 + wm + i * 16 + gr + (e >> 1) * 8, c = n0 + wn + j * 8 + gc + (e & 1);
+        if (r < M && c < N) C[static_cast<int64_t>(r) * ldc + c] = acc[i][j][e];
+      }
+}
+
+template <typename T>
+void gemm_mma_cuda(const T* A, int lda, const T* W, float* C, int ldc, int M, int N, int K, cudaStream_t stream) {
+  dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
+  gemm_mma_kernel<T><<<grid, kThreads, 0, stream>>>(A, lda, W, C, ldc, M, N, K);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void gemm_mma(DType dt, const void* A, int lda, const void* W, float* C, int ldc, int M, int N, int K,
+              cudaStream_t stream) {
+  if (M == 0 || N == 0) return;
+  if (K % 8 != 0 || lda % 8 != 0) throw Error("gemm: K and lda must be multiples of 8, got K " + std::to_string(K));
+  if (M > 65535 * BM) throw Error("gemm: M too large");
+  GYRE_DISPATCH_HALF(dt, gemm_mma_cuda(static_cast<const scalar_t*>(A), lda, static_cast<const scalar_t*>(W), C, ldc,
+                                       M, N, K, stream));
+}
+
+void gemm(DType dt, const void* A, int lda, const void* W, float* C, int ldc, int M, int N, int K, cudaStream_t stream) {
+  if (gemm_has_cublaslt()) gemm_cublaslt(dt, A, lda, W, C, ldc, M, N, K, stream);
+  else gemm_mma(dt, A, lda, W, C, ldc, M, N, K, stream);
+}
+
+}  // namespace gyre
