@@ -18,9 +18,6 @@ export function modelDir(cfg: Pick<ServeConfig, 'model' | 'modelFrom'>, root = p
   if (!m) {
     throw new Error(`no model: set GYRE_MODEL (or HF_MODEL_ID) or --model to a model folder, or put the model under ${path.join(root, 'model')}`);
   }
-  if (/^s3:\/\//i.test(m)) {
-    throw new Error(`${cfg.modelFrom}=${m}: s3:// model URIs are not supported yet; download the model to a folder, or let SageMaker place it under /opt/ml/model (ModelDataSource S3DataSource, CompressionType None)`);
-  }
   if (!fs.existsSync(m) || !fs.statSync(m).isDirectory()) {
     throw new Error(`${cfg.modelFrom}=${m}: not a folder (Hugging Face Hub ids are not downloaded; give a local folder)`);
   }
@@ -61,7 +58,7 @@ export class ModelHost {
     const t0 = performance.now();
     this.logger.info({ model: this.cfg.model, from: this.cfg.modelFrom, backend: this.cfg.backend }, 'loading the model');
     try {
-      const dir = modelDir(this.cfg);
+      const dir = await this.resolve();
       const load = this.loadEngine ?? (await import('../engine/engine')).Engine.load;
       this.engine = await load(dir, engineOptions(this.cfg));
       const model = servedModel(this.engine, this.name, this.cfg.maxInputTokens);
@@ -80,6 +77,26 @@ export class ModelHost {
       this.reason = `the model failed to load: ${(e as Error).message}`;
       this.logger.error({ err: (e as Error).message }, this.reason);
       await this.engine?.close().catch(() => undefined);
+    }
+  }
+
+  /** The local folder: s3:// is downloaded and verified first (/ping stays 503 meanwhile); a
+   *  folder is checked against its gyre-manifest.json, when it has one; then validated. */
+  private async resolve(): Promise<string> {
+    const m = this.cfg.model;
+    const s3 = !!m && /^s3:\/\//i.test(m);
+    const spec = s3 ? m! : modelDir(this.cfg);
+    if (s3) this.reason = `the model is downloading from ${m}`;
+    const { resolveModel } = await import('../model/model_source');
+    try {
+      const { dir } = await resolveModel(spec, {
+        validate: true, progress: { bar: false, log: (e) => this.logger.info(e, String(e.event)) },
+      });
+      if (this.state === 'loading') this.reason = 'the model is loading';
+      return dir;
+    } catch (e) {
+      const msg = (e as Error).message;
+      throw new Error(msg.startsWith(spec) ? `${this.cfg.modelFrom}=${msg}` : `${this.cfg.modelFrom}=${m}: ${msg}`);
     }
   }
 

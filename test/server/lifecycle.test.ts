@@ -70,9 +70,7 @@ test('a broken model folder: /ping 503 with the reason, in the body and the log'
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('model settings that cannot work: s3 URIs (not yet), missing folders, nothing at all', async () => {
-  const s3 = await start({ model: 's3://bucket/llama/', modelFrom: 'GYRE_MODEL' });
-  expect((await get(`${s3.url}/ping`)).json.error).toMatch(/GYRE_MODEL=s3:\/\/bucket\/llama\/: s3:\/\/ model URIs are not supported yet/);
+test('model settings that cannot work: missing folders, nothing at all', async () => {
   const missing = await start({ model: '/nonexistent/model', modelFrom: 'HF_MODEL_ID' });
   expect((await get(`${missing.url}/ping`)).json.error).toMatch(/HF_MODEL_ID=\/nonexistent\/model: not a folder/);
   const none = await start({ model: undefined, modelFrom: 'none' });

@@ -186,8 +186,9 @@ async function runOne(engine: Engine, opts: Record<string, unknown>): Promise<vo
 export async function run(opts: Record<string, unknown>): Promise<void> {
   // Check the prompts file before loading a model.
   const items = opts.prompts !== undefined ? readPrompts(String(opts.prompts)) : undefined;
-  const { Engine } = await import('../../engine/engine');
-  const engine = await Engine.load(String(opts.model), engineOptions(opts));
+  const [{ Engine }, { resolveModel }] = await Promise.all([import('../../engine/engine'), import('../../model/model_source')]);
+  const { dir } = await resolveModel(String(opts.model));
+  const engine = await Engine.load(dir, engineOptions(opts));
   try {
     if (!items) {
       await runOne(engine, opts);

@@ -20,10 +20,11 @@ export function engineOptions(opts: Record<string, unknown>): NativeEngineOption
 }
 
 export async function run(opts: Record<string, unknown>): Promise<void> {
-  const [{ Engine }, { loadAddon }, { writeSafetensors }] = await Promise.all([
+  const [{ Engine }, { loadAddon }, { writeSafetensors }, { resolveModel }] = await Promise.all([
     import('../../engine/engine'), import('../../engine/native'), import('../../model/safetensors'),
+    import('../../model/model_source'),
   ]);
-  const model = String(opts.model);
+  const { dir: model } = await resolveModel(String(opts.model));
   const out = String(opts.out);
   const { vocabSize } = loadAddon().readConfig(model);
   const ids = checkIds(opts.ids, vocabSize);

@@ -1,0 +1,78 @@
+// Transfer progress: a JSON line every interval (bytes, MB/s, ETA) for logs, and a cli-progress
+// bar when a person is watching (stdout is a TTY).
+import type { SingleBar } from 'cli-progress';
+
+export type LogFn = (event: Record<string, unknown>) => void;
+
+export const jsonLineLog: LogFn = (event) => {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
+};
+
+export interface ProgressOptions {
+  log?: LogFn | false;            // default: JSON lines on stderr
+  bar?: boolean;                  // default: stdout is a TTY
+  intervalMs?: number;            // default 1000
+}
+
+export class Progress {
+  private bytes = 0;
+  private readonly t0 = performance.now();
+  private timer?: NodeJS.Timeout;
+  private bar?: SingleBar;
+  private readonly log?: LogFn;
+
+  constructor(private readonly event: string, private readonly total: number, readonly fields: Record<string, unknown>,
+              opts: ProgressOptions = {}) {
+    this.log = opts.log === false ? undefined : opts.log ?? jsonLineLog;
+    if (opts.bar ?? process.stdout.isTTY) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { SingleBar, Presets } = require('cli-progress') as typeof import('cli-progress');
+      this.bar = new SingleBar({
+        format: `${event} [{bar}] {percentage}% | {value_mb}/{total_mb} MB | {mb_s} MB/s | ETA {eta}s`,
+        hideCursor: true,
+      }, Presets.shades_classic);
+      this.bar.start(total, 0, this.barFields());
+    }
+    if (this.log && !this.bar) {
+      this.timer = setInterval(() => this.log!(this.snapshot()), opts.intervalMs ?? 1000);
+      this.timer.unref();
+    }
+  }
+
+  add(n: number): void {
+    this.bytes += n;
+    this.bar?.update(this.bytes, this.barFields());
+  }
+
+  get mbPerSecond(): number {
+    const secs = (performance.now() - this.t0) / 1000;
+    return secs > 0 ? this.bytes / 1e6 / secs : 0;
+  }
+
+  snapshot(): Record<string, unknown> {
+    const rate = this.mbPerSecond;
+    const left = Math.max(0, this.total - this.bytes);
+    return {
+      event: this.event, ...this.fields, bytes: this.bytes, total_bytes: this.total,
+      mb_s: Number(rate.toFixed(1)), eta_s: rate > 0 ? Number((left / 1e6 / rate).toFixed(1)) : null,
+    };
+  }
+
+  /** Stops the bar and the timer; logs the final line. */
+  finish(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    clearInterval(this.timer);
+    this.bar?.stop();
+    const secs = (performance.now() - this.t0) / 1000;
+    const last = { ...this.snapshot(), ...extra, done: true, seconds: Number(secs.toFixed(2)) };
+    this.log?.(last);
+    return last;
+  }
+
+  private barFields() {
+    const rate = this.mbPerSecond;
+    return {
+      value_mb: (this.bytes / 1e6).toFixed(0), total_mb: (this.total / 1e6).toFixed(0), mb_s: rate.toFixed(0),
+      eta: rate > 0 ? ((this.total - this.bytes) / 1e6 / rate).toFixed(0) : '?',
+    };
+  }
+}

@@ -1,0 +1,263 @@
+// Checks a model folder before serving or upload, collecting every problem with the file and
+// the field or tensor it concerns. config.json goes through the engine's own parser (the addon's
+// readConfig: architecture, fields, GQA divisibility, rope scaling); here we add what the engine
+// only finds by loading, or not at all: tensor shapes and dtypes against the config, the shard
+// index against the shard files, duplicates, the tokenizer's vocabulary, the chat template.
+//
+// Memory (reported for one A10G):
+//   kv bytes/token = 2 (K and V) * layers * kv_heads * head_dim * 2 (fp16)
+//   kv tokens      = floor((fraction * gpu_bytes - weight_bytes - overhead) / kv bytes/token)
+// with gpu_bytes = 23,028 MiB (what an A10G reports), fraction 0.9, overhead 1 GiB (activations,
+// CUDA context, workspaces); weight_bytes as stored.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { NativeModelConfig } from '../engine/native';
+import { SafetensorsFile, type TensorInfo } from './safetensors';
+
+export const A10G_BYTES = 23_028 * 2 ** 20;
+export const DEFAULT_MEMORY_FRACTION = 0.9;
+export const OVERHEAD_BYTES = 2 ** 30;
+
+export interface ValidateOptions {
+  gpuBytes?: number;
+  memoryFraction?: number;
+  /** false: a missing tokenizer.json is a warning (an ids-only model, e.g. a merge input). */
+  requireTokenizer?: boolean;
+}
+
+export interface ValidationReport {
+  dir: string;
+  ok: boolean;
+  errors: string[];
+  warnings: string[];
+  architecture?: string;
+  dtype?: string;
+  numParameters?: number;
+  weightBytes?: number;
+  kvBytesPerToken?: number;
+  /** KV-cache tokens that fit next to the weights; negative: the weights alone do not fit. */
+  kvCacheTokens?: number;
+  gpuBytes: number;
+  memoryFraction: number;
+  tokenizerVocab?: number;
+  chatTemplate?: string;
+}
+
+type ModelConfig = Omit<NativeModelConfig, 'dtype'>;
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+
+/** Tensor name -> shape the forward pass expects (as native/src/model/weights.cc loads them). */
+export function expectedTensors(c: ModelConfig): Map<string, number[]> {
+  const H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
+  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+  const m = new Map<string, number[]>([['model.embed_tokens.weight', [V, H]], ['model.norm.weight', [H]]]);
+  if (!c.tieWordEmbeddings) m.set('lm_head.weight', [V, H]);
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    m.set(`${p}input_layernorm.weight`, [H]);
+    m.set(`${p}self_attn.q_proj.weight`, [q, H]);
+    m.set(`${p}self_attn.k_proj.weight`, [kv, H]);
+    m.set(`${p}self_attn.v_proj.weight`, [kv, H]);
+    m.set(`${p}self_attn.o_proj.weight`, [H, q]);
+    m.set(`${p}post_attention_layernorm.weight`, [H]);
+    m.set(`${p}mlp.gate_proj.weight`, [I, H]);
+    m.set(`${p}mlp.up_proj.weight`, [I, H]);
+    m.set(`${p}mlp.down_proj.weight`, [H, I]);
+  }
+  return m;
+}
+
+interface Located { file: string; info: TensorInfo }
+
+/** Every tensor of the folder's weight files, with index/shard agreement checked. */
+function collectTensors(dir: string, errors: string[], warnings: string[]): Map<string, Located> {
+  const found = new Map<string, Located>();
+  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  const onDisk = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors'));
+  let weightMap: Record<string, unknown> | undefined;
+  let shards: string[];
+  if (fs.existsSync(indexFile)) {
+    try {
+      weightMap = (JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { weight_map?: Record<string, unknown> }).weight_map;
+    } catch (e) {
+      errors.push(`${indexFile}: not valid JSON (${(e as Error).message})`);
+      return found;
+    }
+    if (!weightMap || typeof weightMap !== 'object') {
+      errors.push(`${indexFile}: field 'weight_map' is missing`);
+      return found;
+    }
+    shards = [...new Set(Object.values(weightMap).map(String))].sort();
+    for (const [name, shard] of Object.entries(weightMap)) {
+      if (typeof shard !== 'string' || !shard || shard.includes('/')) errors.push(`${indexFile}: weight_map['${name}'] must be a file name in the model folder`);
+    }
+    for (const extra of onDisk.filter((n) => !shards.includes(n))) warnings.push(`${path.join(dir, extra)}: not in the index; it is ignored`);
+  } else if (onDisk.includes('model.safetensors')) {
+    shards = ['model.safetensors'];
+    for (const extra of onDisk.filter((n) => n !== 'model.safetensors')) warnings.push(`${path.join(dir, extra)}: ignored (not model.safetensors and no index)`);
+  } else {
+    errors.push(onDisk.length
+      ? `${indexFile}: missing, and the folder has ${onDisk.length} .safetensors files without it`
+      : `${dir}: no model.safetensors or model.safetensors.index.json`);
+    return found;
+  }
+  for (const shard of shards) {
+    const file = path.join(dir, shard);
+    if (!fs.existsSync(file)) {
+      const names = Object.entries(weightMap ?? {}).filter(([, s]) => s === shard).map(([n]) => n);
+      errors.push(`${indexFile}: shard '${shard}' (for tensor '${names[0]}'${names.length > 1 ? ` and ${names.length - 1} more` : ''}) is missing`);
+      continue;
+    }
+    let f: SafetensorsFile;
+    try {
+      f = SafetensorsFile.open(file);
+    } catch (e) {
+      errors.push((e as Error).message);
+      continue;
+    }
+    for (const [name, info] of f.tensors) {
+      const prev = found.get(name);
+      if (prev) errors.push(`${file}: tensor '${name}' is also in ${prev.file}`);
+      else found.set(name, { file, info });
+      if (weightMap && weightMap[name] !== shard) {
+        errors.push(weightMap[name] === undefined
+          ? `${indexFile}: does not list tensor '${name}', which ${shard} holds`
+          : `${indexFile}: maps tensor '${name}' to ${weightMap[name]}, but ${shard} holds it`);
+      }
+    }
+  }
+  for (const [name, shard] of Object.entries(weightMap ?? {})) {
+    const at = found.get(name);
+    if (!at && fs.existsSync(path.join(dir, String(shard)))) errors.push(`${indexFile}: maps tensor '${name}' to ${shard}, which does not hold it`);
+  }
+  return found;
+}
+
+/** The tokenizer's vocabulary size: the largest id it can produce, plus one. */
+export function tokenizerVocabSize(tokenizerJson: string): number {
+  const t = JSON.parse(tokenizerJson) as { model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] };
+  const vocab = t.model?.vocab;
+  let max = -1;
+  if (Array.isArray(vocab)) max = vocab.length - 1;
+  else if (vocab) for (const id of Object.values(vocab)) max = Math.max(max, id);
+  for (const a of t.added_tokens ?? []) max = Math.max(max, a.id);
+  return max + 1;
+}
+
+function checkTokenizer(dir: string, c: ModelConfig, r: ValidationReport, required: boolean): void {
+  const file = path.join(dir, 'tokenizer.json');
+  if (!fs.existsSync(file)) {
+    (required ? r.errors : r.warnings).push(`${file}: missing (text prompts and chat need the Hugging Face tokenizer.json)`);
+    return;
+  }
+  try {
+    r.tokenizerVocab = tokenizerVocabSize(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    r.errors.push(`${file}: not valid JSON (${(e as Error).message})`);
+    return;
+  }
+  if (r.tokenizerVocab > c.vocabSize) {
+    r.errors.push(`${file}: vocabulary of ${r.tokenizerVocab} tokens does not fit the embedding ` +
+      `(model.embed_tokens.weight has ${c.vocabSize} rows, config.json vocab_size)`);
+  }
+}
+
+async function checkChatTemplate(dir: string, r: ValidationReport): Promise<void> {
+  const file = path.join(dir, 'tokenizer_config.json');
+  let source: string | undefined;
+  if (fs.existsSync(file)) {
+    try {
+      const t = (JSON.parse(fs.readFileSync(file, 'utf8')) as { chat_template?: unknown }).chat_template;
+      source = typeof t === 'string' ? t : Array.isArray(t) ? (t.find((x) => x?.name === 'default') ?? t[0])?.template : undefined;
+    } catch (e) {
+      r.errors.push(`${file}: not valid JSON (${(e as Error).message})`);
+      return;
+    }
+  }
+  const { ChatTemplate, builtinTemplateFor } = await import('../engine/chat_template');
+  if (source) {
+    try {
+      new ChatTemplate(source);
+      r.chatTemplate = `${file} (chat_template)`;
+    } catch (e) {
+      r.errors.push(`${file}: field 'chat_template': ${(e as Error).message}`);
+    }
+    return;
+  }
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const builtin = builtinTemplateFor(config);
+  r.chatTemplate = `built-in ${builtin}`;
+  r.warnings.push(`${file}: no chat_template; chat requests use the built-in ${builtin} template`);
+}
+
+/** Validates a local model folder. Never throws for a bad model: problems land in errors. */
+export async function validateModel(dir: string, opts: ValidateOptions = {}): Promise<ValidationReport> {
+  const r: ValidationReport = {
+    dir, ok: false, errors: [], warnings: [], gpuBytes: opts.gpuBytes ?? A10G_BYTES,
+    memoryFraction: opts.memoryFraction ?? DEFAULT_MEMORY_FRACTION,
+  };
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    r.errors.push(`${dir}: not a folder`);
+    return r;
+  }
+  let c: ModelConfig;
+  try {
+    const { loadAddon } = await import('../engine/native');
+    c = loadAddon().readConfig(dir);
+  } catch (e) {
+    r.errors.push((e as Error).message);
+    return r;
+  }
+  r.architecture = c.architecture;
+  const tensors = collectTensors(dir, r.errors, r.warnings);
+  const expected = expectedTensors(c);
+  const dtypes = new Set<string>();
+  let params = 0, bytes = 0;
+  for (const [name, shape] of expected) {
+    const t = tensors.get(name);
+    if (!t) {
+      if (tensors.size) r.errors.push(`${dir}: tensor '${name}' is missing (config.json expects shape [${shape.join(', ')}])`);
+      continue;
+    }
+    if (!FLOAT_DTYPES.has(t.info.dtype)) r.errors.push(`${t.file}: tensor '${name}' has dtype ${t.info.dtype}; expected F32, F16 or BF16`);
+    if (t.info.shape.join() !== shape.join()) {
+      r.errors.push(`${t.file}: tensor '${name}' has shape [${t.info.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`);
+    }
+    dtypes.add(t.info.dtype);
+    params += t.info.shape.reduce((a, b) => a * b, 1);
+    bytes += t.info.end - t.info.begin;
+  }
+  const unused = [...tensors.keys()].filter((n) => !expected.has(n));
+  if (unused.length) r.warnings.push(`${unused.length} tensors are not used and are ignored (e.g. '${unused[0]}')`);
+  if (dtypes.size > 1) r.warnings.push(`mixed weight dtypes: ${[...dtypes].join(', ')}`);
+  r.dtype = [...dtypes].join('+').toLowerCase() || undefined;
+  r.numParameters = params;
+  r.weightBytes = bytes;
+  r.kvBytesPerToken = 2 * c.numLayers * c.numKvHeads * c.headDim * 2;
+  r.kvCacheTokens = Math.floor((r.memoryFraction * r.gpuBytes - bytes - OVERHEAD_BYTES) / r.kvBytesPerToken);
+  if (r.kvCacheTokens < c.maxPositionEmbeddings) {
+    r.warnings.push(`on a ${(r.gpuBytes / 2 ** 30).toFixed(1)} GiB GPU at fraction ${r.memoryFraction}, the KV cache ` +
+      `holds ${Math.max(0, r.kvCacheTokens)} tokens, less than one ${c.maxPositionEmbeddings}-token context`);
+  }
+  checkTokenizer(dir, c, r, opts.requireTokenizer ?? true);
+  await checkChatTemplate(dir, r);
+  r.ok = r.errors.length === 0;
+  return r;
+}
+
+/** A short human summary of a report (one line per fact, then every problem). */
+export function formatReport(r: ValidationReport): string {
+  const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+  const lines = [`${r.dir}: ${r.ok ? 'OK' : `${r.errors.length} error(s)`}`];
+  if (r.architecture) lines.push(`  architecture   ${r.architecture}, ${r.dtype ?? '?'}, ${(r.numParameters ?? 0).toLocaleString('en-US')} parameters`);
+  if (r.weightBytes !== undefined) lines.push(`  weights        ${gb(r.weightBytes)}`);
+  if (r.kvBytesPerToken !== undefined) {
+    lines.push(`  kv cache       ${r.kvBytesPerToken.toLocaleString('en-US')} bytes/token (fp16); ` +
+      `${Math.max(0, r.kvCacheTokens ?? 0).toLocaleString('en-US')} tokens fit on an A10G (${gb(r.gpuBytes)} x ${r.memoryFraction} - weights - 1 GiB)`);
+  }
+  if (r.tokenizerVocab !== undefined) lines.push(`  tokenizer      ${r.tokenizerVocab} tokens`);
+  if (r.chatTemplate) lines.push(`  chat template  ${r.chatTemplate}`);
+  for (const w of r.warnings) lines.push(`  warning: ${w}`);
+  for (const e of r.errors) lines.push(`  error: ${e}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,161 @@
+// gyre validate, one fault at a time on copies of the demo model (f16, real Llama-2 tokenizer).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../src/cli/main';
+import { readSafetensors, type Tensor, type TensorSpec, writeSafetensors } from '../../src/model/safetensors';
+import { A10G_BYTES, validateModel } from '../../src/model/validate';
+import { captureOutput } from './s3_helpers';
+
+const DEMO = path.resolve(__dirname, '..', '..', 'models', 'demo');
+const REF = path.resolve(__dirname, '..', 'fixtures', 'reference', 'llama-mha');
+let tmp: string;
+let n = 0;
+beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-validate-')); });
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+afterEach(() => jest.restoreAllMocks());
+
+function copy(from = DEMO): string {
+  const dir = path.join(tmp, `m${n++}`);
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(from)) fs.copyFileSync(path.join(from, f), path.join(dir, f));
+  return dir;
+}
+
+const specs = (tensors: Map<string, Tensor>): TensorSpec[] =>
+  [...tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: t.data }));
+
+/** Rewrites model.safetensors after `edit` changed its tensor list. */
+function rewrite(dir: string, edit: (t: TensorSpec[]) => TensorSpec[]): void {
+  const file = path.join(dir, 'model.safetensors');
+  const t = edit(specs(readSafetensors(file)));
+  writeSafetensors(file, t);
+}
+
+/** Splits model.safetensors into two shards with an index. */
+function shard(dir: string): { index: string; weightMap: Record<string, string> } {
+  const all = specs(readSafetensors(path.join(dir, 'model.safetensors')));
+  fs.rmSync(path.join(dir, 'model.safetensors'));
+  const half = Math.ceil(all.length / 2);
+  const files = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  writeSafetensors(path.join(dir, files[0]), all.slice(0, half));
+  writeSafetensors(path.join(dir, files[1]), all.slice(half));
+  const weightMap = Object.fromEntries(all.map((s, i) => [s.name, files[i < half ? 0 : 1]]));
+  const index = path.join(dir, 'model.safetensors.index.json');
+  fs.writeFileSync(index, JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  return { index, weightMap };
+}
+
+function editConfig(dir: string, over: Record<string, unknown>): void {
+  const file = path.join(dir, 'config.json');
+  fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...over }));
+}
+
+test('the demo model is valid; memory and KV budget follow the stated formula', async () => {
+  const r = await validateModel(DEMO);
+  expect(r.errors).toEqual([]);
+  expect(r).toMatchObject({ ok: true, architecture: 'LlamaForCausalLM', dtype: 'f16', tokenizerVocab: 32000 });
+  expect(r.chatTemplate).toMatch(/tokenizer_config\.json/);
+  // tiny: 32000x64 embedding (tied) + norm + 2 layers of (64*64 + 2*32*64 + 64*64 + 3*176*64 + 2*64)
+  const params = 32000 * 64 + 64 + 2 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 176 * 64 + 2 * 64);
+  expect(r.numParameters).toBe(params);
+  expect(r.weightBytes).toBe(params * 2);
+  expect(r.kvBytesPerToken).toBe(2 * 2 * 2 * 16 * 2);   // K+V, layers, kv heads, head dim, fp16
+  expect(r.kvCacheTokens).toBe(Math.floor((0.9 * A10G_BYTES - params * 2 - 2 ** 30) / 256));
+});
+
+test('Llama-2-7B-sized weights leave about 13.7k KV tokens on an A10G', async () => {
+  const { SHAPES } = await import('../../src/model/make_model');
+  const s = SHAPES['llama-2-7b'];
+  const weights = 2 * (2 * s.vocab * s.hidden + s.hidden + s.layers * (4 * s.hidden ** 2 + 3 * s.hidden * s.intermediate + 2 * s.hidden));
+  const perToken = 2 * s.layers * s.kvHeads * (s.hidden / s.heads) * 2;
+  expect(Math.floor((0.9 * A10G_BYTES - weights - 2 ** 30) / perToken)).toBe(13697);
+});
+
+test('a wrong shape names the file, the tensor, and both shapes', async () => {
+  const dir = copy();
+  rewrite(dir, (t) => t.map((s) => (s.name === 'model.layers.1.mlp.gate_proj.weight' ? { ...s, shape: [64, 176] } : s)));
+  const r = await validateModel(dir);
+  expect(r.ok).toBe(false);
+  expect(r.errors).toEqual([`${dir}/model.safetensors: tensor 'model.layers.1.mlp.gate_proj.weight' has shape [64, 176], expected [176, 64] from config.json`]);
+});
+
+test('a missing tensor is named', async () => {
+  const dir = copy();
+  rewrite(dir, (t) => t.filter((s) => s.name !== 'model.layers.0.self_attn.k_proj.weight'));
+  const r = await validateModel(dir);
+  expect(r.errors).toEqual([`${dir}: tensor 'model.layers.0.self_attn.k_proj.weight' is missing (config.json expects shape [32, 64])`]);
+});
+
+test('an unknown architecture is refused by the engine\'s own config parser', async () => {
+  const dir = copy();
+  editConfig(dir, { architectures: ['GPT2LMHeadModel'] });
+  const r = await validateModel(dir);
+  expect(r.errors).toEqual([`${dir}/config.json: field 'architectures' 'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)`]);
+});
+
+test('a tokenizer vocabulary larger than the embedding is refused', async () => {
+  const dir = copy(REF);   // vocab_size 320, no tokenizer
+  expect((await validateModel(dir)).errors).toEqual([`${dir}/tokenizer.json: missing (text prompts and chat need the Hugging Face tokenizer.json)`]);
+  fs.copyFileSync(path.join(DEMO, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+  const r = await validateModel(dir);
+  expect(r.errors).toEqual([`${dir}/tokenizer.json: vocabulary of 32000 tokens does not fit the embedding ` +
+    '(model.embed_tokens.weight has 320 rows, config.json vocab_size)']);
+  expect(r.warnings.join('\n')).toMatch(/no chat_template; chat requests use the built-in llama-2-chat template/);
+});
+
+describe('the shard index', () => {
+  test('a sharded copy is valid', async () => {
+    const dir = copy();
+    shard(dir);
+    expect((await validateModel(dir)).errors).toEqual([]);
+  });
+
+  test('a tensor mapped to the wrong shard', async () => {
+    const dir = copy();
+    const { index, weightMap } = shard(dir);
+    weightMap['model.norm.weight'] = weightMap['model.norm.weight'].includes('00001') ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors';
+    fs.writeFileSync(index, JSON.stringify({ weight_map: weightMap }));
+    const errors = (await validateModel(dir)).errors;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(new RegExp(`^${index}: maps tensor 'model.norm.weight' to model-0000\\d-of-00002.safetensors, but model-0000\\d-of-00002.safetensors holds it$`));
+  });
+
+  test('a missing shard, an unlisted tensor, a duplicate tensor', async () => {
+    const dir = copy();
+    const { index, weightMap } = shard(dir);
+    fs.renameSync(path.join(dir, 'model-00002-of-00002.safetensors'), path.join(tmp, 'gone.safetensors'));
+    expect((await validateModel(dir)).errors[0]).toMatch(new RegExp(`^${index}: shard 'model-00002-of-00002.safetensors' \\(for tensor '.*' and \\d+ more\\) is missing$`));
+
+    fs.renameSync(path.join(tmp, 'gone.safetensors'), path.join(dir, 'model-00002-of-00002.safetensors'));
+    const unlisted = Object.keys(weightMap).find((k) => weightMap[k].includes('00001'))!;
+    const { [unlisted]: _, ...rest } = weightMap;
+    fs.writeFileSync(index, JSON.stringify({ weight_map: rest }));
+    expect((await validateModel(dir)).errors).toEqual([`${index}: does not list tensor '${unlisted}', which model-00001-of-00002.safetensors holds`]);
+
+    fs.writeFileSync(index, JSON.stringify({ weight_map: weightMap }));
+    const second = path.join(dir, 'model-00002-of-00002.safetensors');
+    const t = specs(readSafetensors(second));
+    writeSafetensors(second, [...t, { name: 'model.embed_tokens.weight', dtype: 'F16', shape: [32000, 64], data: new Uint16Array(32000 * 64) }]);
+    const errors = (await validateModel(dir)).errors;
+    expect(errors).toContain(`${second}: tensor 'model.embed_tokens.weight' is also in ${dir}/model-00001-of-00002.safetensors`);
+  });
+
+  test('shards without an index', async () => {
+    const dir = copy();
+    const { index } = shard(dir);
+    fs.rmSync(index);
+    expect((await validateModel(dir)).errors).toEqual([`${index}: missing, and the folder has 2 .safetensors files without it`]);
+  });
+});
+
+test('gyre validate prints the report and exits 1 on errors', async () => {
+  const dir = copy();
+  editConfig(dir, { num_key_value_heads: 3 });
+  const io = captureOutput();
+  expect(await main(['node', 'gyre', 'validate', '--model', dir])).toBe(1);
+  expect(io.stdout()).toMatch(/field 'num_key_value_heads' 3 does not divide num_attention_heads 4/);
+  const ok = captureOutput();
+  expect(await main(['node', 'gyre', 'validate', '--model', DEMO])).toBe(0);
+  expect(ok.stdout()).toMatch(/OK\n {2}architecture {3}LlamaForCausalLM, f16, 2,[\d,]+ parameters[\s\S]*tokens fit on an A10G/);
+});
