@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cpu/simd.h"
 
@@ -17,10 +18,28 @@ static inline float dot(const float* a, const float* b, int d) {
   return s;
 }
 
+namespace {
+
+// out[0, D) = sum_j p_j * v_j, D a multiple of 8 known at compile time: the accumulators stay in
+// registers. Each lane's sum runs over j in ascending order, exactly as the generic loop does.
+template <int D>
+void weighted_sum(const float* scores, float inv, int n, const float* const* rows, float* out) {
+  __m256 acc[D / 8];
+  for (int i = 0; i < D / 8; ++i) acc[i] = _mm256_setzero_ps();
+  for (int j = 0; j < n; ++j) {
+    const __m256 pv = _mm256_set1_ps(scores[j] * inv);
+    for (int i = 0; i < D / 8; ++i) acc[i] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(rows[j] + 8 * i), acc[i]);
+  }
+  for (int i = 0; i < D / 8; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+}  // namespace
+
 void attend_one(const AttentionShape& s, const float* q, int kv_head, int position, const int32_t* block_table,
                 const float* k_cache, const float* v_cache, float* scores, float* out) {
   const int d = s.head_dim;
   const int lo = s.sliding_window > 0 ? std::max(0, position - s.sliding_window + 1) : 0;
+  const int n = position - lo + 1;
   const int64_t token_stride = static_cast<int64_t>(s.num_kv_heads) * d;
   const int64_t block_stride = token_stride * s.block_size;
   const float scale = static_cast<float>(std::sqrt(static_cast<double>(d)));
@@ -35,17 +54,25 @@ void attend_one(const AttentionShape& s, const float* q, int kv_head, int positi
     max_score = std::max(max_score, sc);
   }
   float sum = 0.0f;
-  for (int j = lo; j <= position; ++j) {
-    float e = std::exp(scores[j - lo] - max_score);
-    scores[j - lo] = e;
+  for (int j = 0; j < n; ++j) {
+    float e = std::exp(scores[j] - max_score);
+    scores[j] = e;
     sum += e;
   }
   const float inv = 1.0f / sum;
+  if (d == 64 || d == 128) {
+    thread_local std::vector<const float*> rows;
+    if (rows.size() < static_cast<size_t>(n)) rows.resize(n);
+    for (int j = 0; j < n; ++j) rows[j] = row(v_cache, lo + j);
+    if (d == 64) weighted_sum<64>(scores, inv, n, rows.data(), out);
+    else weighted_sum<128>(scores, inv, n, rows.data(), out);
+    return;
+  }
   std::fill(out, out + d, 0.0f);
   const int d8 = d & ~7;
-  for (int j = lo; j <= position; ++j) {
-    const float p = scores[j - lo] * inv;
-    const float* v = row(v_cache, j);
+  for (int j = 0; j < n; ++j) {
+    const float p = scores[j] * inv;
+    const float* v = row(v_cache, lo + j);
     const __m256 pv = _mm256_set1_ps(p);
     for (int i = 0; i < d8; i += 8)
       _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(out + i)));
