@@ -21,6 +21,8 @@ export interface ServeConfig {
   threads?: number;               // undefined: all cores
   drainTimeoutMs: number;         // SIGTERM: in-flight requests get this long
   emfIntervalMs: number;          // 0: no EMF lines
+  gpuMemoryFraction?: number;     // share of GPU memory the CUDA backend uses (its default: 0.9)
+  gpuMemoryBudget?: string;       // absolute cap, e.g. 24G (emulates an A10G on a larger card)
 }
 
 export class ConfigError extends Error {}
@@ -67,7 +69,36 @@ function modelSetting(flags: Record<string, unknown>, env: Env): { model?: strin
   return { from: 'none' };
 }
 
+// 8-bit weights are a later issue: refusing the setting beats ignoring it.
+function quantizationSetting(flags: Record<string, unknown>, env: Env): void {
+  const raw = String(flags.quantization ?? env.GYRE_QUANTIZATION ?? 'none');
+  if (raw === 'none') return;
+  if (raw === 'int8') throw new ConfigError('GYRE_QUANTIZATION=int8: 8-bit weights are not available in this build yet; use none');
+  throw new ConfigError(`GYRE_QUANTIZATION=${raw}: expected none or int8`);
+}
+
+function gpuMemorySettings(flags: Record<string, unknown>, env: Env): Pick<ServeConfig, 'gpuMemoryFraction' | 'gpuMemoryBudget'> {
+  const fractionRaw = flags.gpuMemoryFraction ?? env.GYRE_GPU_MEMORY_FRACTION;
+  let gpuMemoryFraction: number | undefined;
+  if (fractionRaw !== undefined && fractionRaw !== '') {
+    gpuMemoryFraction = Number(fractionRaw);
+    if (!(gpuMemoryFraction > 0 && gpuMemoryFraction <= 1)) {
+      throw new ConfigError(`GYRE_GPU_MEMORY_FRACTION=${String(fractionRaw)}: expected a number in (0, 1]`);
+    }
+  }
+  const budgetRaw = flags.gpuMemoryBudget ?? env.GYRE_GPU_MEMORY_BUDGET;
+  let gpuMemoryBudget: string | undefined;
+  if (budgetRaw !== undefined && budgetRaw !== '') {
+    gpuMemoryBudget = String(budgetRaw);
+    if (!/^\d+(\.\d+)?\s*([KMGT]i?B?|B)?$/i.test(gpuMemoryBudget) || !(parseFloat(gpuMemoryBudget) > 0)) {
+      throw new ConfigError(`GYRE_GPU_MEMORY_BUDGET=${gpuMemoryBudget}: expected a size such as 24G, 22000M or bytes`);
+    }
+  }
+  return { gpuMemoryFraction, gpuMemoryBudget };
+}
+
 export function resolveConfig(flags: Record<string, unknown>, env: Env = process.env): ServeConfig {
+  quantizationSetting(flags, env);
   const { model, from } = modelSetting(flags, env);
   const backendRaw = String(flags.backend ?? env.GYRE_BACKEND ?? 'auto');
   if (!['auto', 'cpu', 'cuda'].includes(backendRaw)) {
@@ -89,5 +120,6 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     threads: intSetting(flags, 'threads', env, ['GYRE_THREADS'], 0),
     drainTimeoutMs: 1000 * (intSetting(flags, 'drainTimeout', env, ['GYRE_DRAIN_TIMEOUT'], 0) ?? DEFAULTS.drainTimeoutS),
     emfIntervalMs: 1000 * (intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? DEFAULTS.emfIntervalS),
+    ...gpuMemorySettings(flags, env),
   };
 }

@@ -12,8 +12,20 @@ test('defaults need no settings', () => {
   expect(resolveConfig({}, noModelRoot)).toEqual({
     model: undefined, modelFrom: 'none', servedModelName: undefined, host: '0.0.0.0', port: 8080, backend: 'auto',
     maxModelLen: undefined, maxInputTokens: undefined, maxBatchTokens: undefined, maxSeqs: 256, maxWaiting: 1024,
-    threads: undefined, drainTimeoutMs: 25_000, emfIntervalMs: 10_000,
+    threads: undefined, drainTimeoutMs: 25_000, emfIntervalMs: 10_000, gpuMemoryFraction: undefined, gpuMemoryBudget: undefined,
   });
+});
+
+test('GPU memory settings are checked; int8 is refused until it exists, never silently ignored', () => {
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '0.8', GYRE_GPU_MEMORY_BUDGET: '22G' }))
+    .toMatchObject({ gpuMemoryFraction: 0.8, gpuMemoryBudget: '22G' });
+  expect(resolveConfig({ gpuMemoryFraction: 0.5, gpuMemoryBudget: '20000M' }, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '0.8' }))
+    .toMatchObject({ gpuMemoryFraction: 0.5, gpuMemoryBudget: '20000M' });
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '1.5' })).toThrow(/GYRE_GPU_MEMORY_FRACTION=1.5: expected a number in \(0, 1\]/);
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_BUDGET: 'lots' })).toThrow(/GYRE_GPU_MEMORY_BUDGET=lots: expected a size/);
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'none' })).toMatchObject({ backend: 'auto' });
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int8' })).toThrow(/int8: 8-bit weights are not available/);
+  expect(() => resolveConfig({ quantization: 'int4' }, noModelRoot)).toThrow(/expected none or int8/);
 });
 
 test('TGI / LMI / SageMaker names are honoured; GYRE_* wins over them; flags win over all', () => {
