@@ -10,6 +10,12 @@
 //   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
 //               maxWaiting? threads? servedModelName? drainTimeout? (unset: from the environment)
 //   endpoint:   target, port, host, readyTimeout (seconds)
+//   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
+//   validate:   model?, json?, memoryFraction?
+//   upload:     model, to, adapter?, partSize? (MiB), concurrency?
+//   merge:      model, adapter, out
+//   convert:    to, model, out, dtype
+//   bench:      see src/cli/commands/bench.ts
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -65,7 +71,7 @@ export function buildProgram(): Command {
 
   program.command('generate')
     .description('generate text for one prompt, or for every prompt of a JSONL file')
-    .requiredOption('--model <dir>', 'model folder (HF format)')
+    .requiredOption('--model <dir>', 'model folder (HF format) or s3://bucket/prefix/')
     .addOption(new Option('--prompt <text>', 'a single prompt').conflicts('prompts'))
     .addOption(new Option('--chat', 'wrap --prompt in the model\'s chat template').conflicts('prompts'))
     .option('--prompts <file>', 'JSONL file of prompts (needs --out)')
@@ -106,10 +112,67 @@ export function buildProgram(): Command {
     .option('--ready-timeout <s>', 'seconds an invocation waits for the container\'s /ping 200', integer(1), 60)
     .action(lazy(() => import('./commands/endpoint')));
 
+  program.command('validate')
+    .description('check a model folder before serving or upload; report its memory needs on an A10G')
+    .option('--model <dir>', 'model folder or s3://bucket/prefix/ (default: /opt/ml/model)')
+    .option('--json', 'print the report as JSON')
+    .option('--memory-fraction <f>', 'share of GPU memory used (default 0.9)', number)
+    .action(lazy(() => import('./commands/validate')));
+
+  program.command('upload')
+    .description('validate a model (merging a LoRA adapter first, if given) and upload it to S3 with a manifest')
+    .requiredOption('--model <dir>', 'model folder (HF format)')
+    .requiredOption('--to <uri>', 'destination, s3://bucket/prefix/')
+    .option('--adapter <dir>', 'PEFT LoRA adapter folder to merge before upload')
+    .option('--part-size <mib>', 'multipart part size in MiB (default 16)', integer(5))
+    .option('--concurrency <n>', 'parts in flight (default 16)', integer(1))
+    .action(lazy(() => import('./commands/upload')));
+
+  program.command('merge')
+    .description('merge a PEFT LoRA adapter into its base model, writing a new model folder')
+    .requiredOption('--model <dir>', 'base model folder')
+    .requiredOption('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors)')
+    .requiredOption('--out <dir>', 'output model folder')
+    .action(lazy(() => import('./commands/merge')));
+
+  program.command('convert')
+    .description('write a model folder in another format (GGUF, for llama.cpp)')
+    .addOption(new Option('--to <format>', 'output format').choices(['gguf']).makeOptionMandatory())
+    .requiredOption('--model <dir>', 'model folder (HF format)')
+    .requiredOption('--out <file>', 'output file, e.g. model.gguf')
+    .addOption(new Option('--dtype <dtype>', 'weight type of the 2-D tensors (norms stay f32)').choices(['f32', 'f16']).default('f32'))
+    .action(lazy(() => import('./commands/convert')));
+
+  program.command('bench')
+    .description('throughput against latency with N concurrent users, against a server, an endpoint or the engine')
+    .option('--url <url>', 'a running gyre serve, e.g. http://127.0.0.1:8080')
+    .option('--openai-url <url>', 'any OpenAI-compatible server (base URL, with or without /v1)')
+    .option('--sagemaker-endpoint <name>', 'a SageMaker endpoint (runtime SDK, streaming)')
+    .option('--endpoint-url <url>', 'SageMaker runtime URL (e.g. gyre endpoint\'s)')
+    .option('--region <region>', 'AWS region for --sagemaker-endpoint')
+    .option('--in-process', 'the engine in this process, no HTTP (needs --model)')
+    .option('--model <dir>', 'model folder: --in-process loads it; its tokenizer shapes the workload')
+    .option('--served-model <name>', 'model name sent in OpenAI requests')
+    .option('--concurrency <list>', 'numbers of users, comma-separated', '1,2,4,8,16')
+    .option('--requests <n>', 'requests per N (default 4N, at least 8)', integer(1))
+    .option('--duration <s>', 'seconds per N instead of a request count', number)
+    .option('--warmup <n>', 'requests before measuring each target', integer(0), 1)
+    .option('--workload <file>', 'JSONL prompts instead of the generated workload')
+    .option('--seed <s>', 'workload seed', integer(0), 0)
+    .option('--max-prompt-tokens <n>', 'prompt length cap (<= 960)', integer(1), 960)
+    .option('--max-output-tokens <n>', 'output length cap (<= 80)', integer(1), 80)
+    .option('--system-fraction <f>', 'share of requests with the shared system prompt', number, 0.5)
+    .option('--threads <n>', 'CPU threads of the in-process engine (0: all cores)', integer(0))
+    .option('--label <name>', 'name of this target in the table, JSON and plot')
+    .option('--merge <files>', 'comma-separated result JSONs to add to the plot')
+    .option('--out <file>', 'result JSON (plot beside it: same base name, .svg and .png)')
+    .option('--quiet', 'no progress line')
+    .action(lazy(() => import('./commands/bench')));
+
   // Flags have no defaults here: an unset flag falls back to the environment (src/server/config.ts).
   program.command('serve')
     .description('serve the model over HTTP: SageMaker /ping and /invocations, TGI and OpenAI APIs')
-    .option('--model <dir>', 'model folder (env GYRE_MODEL, HF_MODEL_ID; default /opt/ml/model when present)')
+    .option('--model <dir>', 'model folder or s3://bucket/prefix/ (env GYRE_MODEL, HF_MODEL_ID; default /opt/ml/model when present)')
     .option('--port <n>', 'port (env SAGEMAKER_BIND_TO_PORT; default 8080)', integer(0))
     .option('--host <addr>', 'address to listen on (default 0.0.0.0)')
     .addOption(new Option('--backend <backend>', 'compute backend (env GYRE_BACKEND; default auto)').choices(['cpu', 'cuda', 'auto']))
@@ -121,7 +184,25 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads, 0: all cores (env GYRE_THREADS)', integer(0))
     .option('--served-model-name <name>', 'model id reported by the APIs (env GYRE_SERVED_MODEL_NAME)')
     .option('--drain-timeout <s>', 'seconds in-flight requests get after SIGTERM (env GYRE_DRAIN_TIMEOUT; default 25)', integer(0))
+    .option('--gpu-memory-fraction <f>', 'share of GPU memory used, weights + KV cache (env GYRE_GPU_MEMORY_FRACTION; default 0.9)', number)
+    .option('--gpu-memory-budget <size>', 'absolute GPU memory cap, e.g. 24G (env GYRE_GPU_MEMORY_BUDGET)')
+    .addOption(new Option('--quantization <q>', 'weights (env GYRE_QUANTIZATION): none; int8 is not available yet').choices(['none', 'int8']))
     .action(lazy(() => import('./commands/serve')));
+
+  // The prompt is an argument, so the action gets (text, opts) and passes both on.
+  program.command('invoke')
+    .description('call a SageMaker endpoint serving Gyre with the AWS SDK and print the generated text')
+    .argument('<text>', 'the prompt (with --chat, the user message)')
+    .requiredOption('--endpoint <name>', 'the endpoint name')
+    .option('--region <region>', 'AWS region (default: AWS_REGION, or the profile\'s)')
+    .option('--endpoint-url <url>', 'runtime API URL, e.g. a local `gyre endpoint` at http://127.0.0.1:8081')
+    .option('--stream', 'InvokeEndpointWithResponseStream: print tokens as they arrive')
+    .option('--chat', 'send an OpenAI chat body with the text as the user message')
+    .option('--max-tokens <n>', 'most new tokens', integer(1))
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', number)
+    .option('--seed <s>', 'sampling seed', integer(0))
+    .option('--raw', 'print the response body as received')
+    .action(async (text: string, opts: Record<string, unknown>) => lazy(() => import('./commands/invoke'))({ ...opts, text }));
 
   return program;
 }

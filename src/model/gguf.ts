@@ -89,33 +89,47 @@ export function encodeGgufHeader(metadata: Map<string, GgufValue>, tensors: Gguf
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Parses the header of a GGUF file (metadata and tensor infos; not the tensor data). */
+/** Parses the header of a GGUF file (metadata and tensor infos; not the tensor data). Reads
+ *  only the file's head, growing it until the header fits. */
 export function readGgufHeader(file: string): GgufHeader {
-  const buf = fs.readFileSync(file);
+  const size = fs.statSync(file).size;
+  for (let want = Math.min(size, 4 << 20); ; want = Math.min(size, want * 8)) {
+    const buf = Buffer.alloc(want);
+    const fd = fs.openSync(file, 'r');
+    try { fs.readSync(fd, buf, 0, want, 0); } finally { fs.closeSync(fd); }
+    try {
+      return parseHeader(file, buf);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_OUT_OF_RANGE') throw e;   // ran past the bytes read
+      if (want === size) throw new Error(`${file}: truncated GGUF header`);
+    }
+  }
+}
+
+function parseHeader(file: string, buf: Buffer): GgufHeader {
   let p = 0;
   const u32 = () => { const v = buf.readUInt32LE(p); p += 4; return v; };
   const u64 = () => { const v = Number(buf.readBigUInt64LE(p)); p += 8; return v; };
   const str = () => { const n = u64(); const s = buf.toString('utf8', p, p + n); p += n; return s; };
+  // Fixed-width scalars: [bytes, reader].
+  const fixed: Partial<Record<GgufType, [number, (at: number) => number | boolean]>> = {
+    [GgufType.U8]: [1, (at) => buf.readUInt8(at)], [GgufType.I8]: [1, (at) => buf.readInt8(at)],
+    [GgufType.BOOL]: [1, (at) => buf.readUInt8(at) !== 0], [GgufType.U16]: [2, (at) => buf.readUInt16LE(at)],
+    [GgufType.I16]: [2, (at) => buf.readInt16LE(at)], [GgufType.U32]: [4, (at) => buf.readUInt32LE(at)],
+    [GgufType.I32]: [4, (at) => buf.readInt32LE(at)], [GgufType.F32]: [4, (at) => buf.readFloatLE(at)],
+    [GgufType.U64]: [8, (at) => Number(buf.readBigUInt64LE(at))], [GgufType.I64]: [8, (at) => Number(buf.readBigInt64LE(at))],
+    [GgufType.F64]: [8, (at) => buf.readDoubleLE(at)],
+  };
   const value = (type: GgufType): unknown => {
-    switch (type) {
-      case GgufType.U8: return buf.readUInt8(p++);
-      case GgufType.I8: return buf.readInt8(p++);
-      case GgufType.BOOL: return buf.readUInt8(p++) !== 0;
-      case GgufType.U16: p += 2; return buf.readUInt16LE(p - 2);
-      case GgufType.I16: p += 2; return buf.readInt16LE(p - 2);
-      case GgufType.U32: return u32();
-      case GgufType.I32: p += 4; return buf.readInt32LE(p - 4);
-      case GgufType.F32: p += 4; return buf.readFloatLE(p - 4);
-      case GgufType.U64: return u64();
-      case GgufType.I64: p += 8; return Number(buf.readBigInt64LE(p - 8));
-      case GgufType.F64: p += 8; return buf.readDoubleLE(p - 8);
-      case GgufType.STRING: return str();
-      case GgufType.ARRAY: {
-        const itemType = u32(); const n = u64();
-        return Array.from({ length: n }, () => value(itemType));
-      }
-      default: throw new Error(`${file}: unknown GGUF value type ${type}`);
+    if (type === GgufType.STRING) return str();
+    if (type === GgufType.ARRAY) {
+      const itemType = u32();
+      return Array.from({ length: u64() }, () => value(itemType));
     }
+    const f = fixed[type];
+    if (!f) throw new Error(`${file}: unknown GGUF value type ${type}`);
+    p += f[0];
+    return f[1](p - f[0]);
   };
   if (buf.length < 24 || u32() !== GGUF_MAGIC) throw new Error(`${file}: not a GGUF file`);
   const version = u32();

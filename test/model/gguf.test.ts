@@ -119,6 +119,10 @@ describe('GGUF writer and reader (no llama.cpp needed)', () => {
     for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(FIXTURE, f), path.join(bare, f));
     expect(() => convertToGguf({ model: bare, out: path.join(tmp, 'bare.gguf') })).toThrow(/tokenizer\.json/);
     expect(() => readGgufHeader(path.join(FIXTURE, 'config.json'))).toThrow(/not a GGUF file/);
+    const [whole] = convert(tiny, 'whole.gguf');
+    const cut = path.join(tmp, 'cut.gguf');
+    fs.writeFileSync(cut, fs.readFileSync(whole).subarray(0, 100_000));   // inside the 32000 tokens
+    expect(() => readGgufHeader(cut)).toThrow(/truncated GGUF header/);
   });
 });
 
