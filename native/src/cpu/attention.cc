@@ -20,6 +20,29 @@ static inline float dot(const float* a, const float* b, int d) {
 
 namespace {
 
+// Four dot products side by side: four independent FMA chains instead of one. Each result is
+// computed exactly as dot() computes it (same lanes, same order, same horizontal sum).
+inline void dot4(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int d,
+                 float* out) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const int d8 = d & ~7;
+  for (int i = 0; i < d8; i += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + i);
+    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+  }
+  float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (int i = d8; i < d; ++i) {
+    s0 = std::fma(q[i], k0[i], s0);
+    s1 = std::fma(q[i], k1[i], s1);
+    s2 = std::fma(q[i], k2[i], s2);
+    s3 = std::fma(q[i], k3[i], s3);
+  }
+  out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
+}
+
 // out[0, D) = sum_j p_j * v_j, D a multiple of 8 known at compile time: the accumulators stay in
 // registers. Each lane's sum runs over j in ascending order, exactly as the generic loop does.
 template <int D>
@@ -47,11 +70,14 @@ void attend_one(const AttentionShape& s, const float* q, int kv_head, int positi
     return cache + block_table[j / s.block_size] * block_stride + (j % s.block_size) * token_stride +
            static_cast<int64_t>(kv_head) * d;
   };
+  int j = lo;
+  for (; j + 4 <= position + 1; j += 4)
+    dot4(q, row(k_cache, j), row(k_cache, j + 1), row(k_cache, j + 2), row(k_cache, j + 3), d, scores + (j - lo));
+  for (; j <= position; ++j) scores[j - lo] = dot(q, row(k_cache, j), d);
   float max_score = -std::numeric_limits<float>::infinity();
-  for (int j = lo; j <= position; ++j) {
-    float sc = dot(q, row(k_cache, j), d) / scale;
-    scores[j - lo] = sc;
-    max_score = std::max(max_score, sc);
+  for (int i = 0; i < n; ++i) {
+    scores[i] = scores[i] / scale;
+    max_score = std::max(max_score, scores[i]);
   }
   float sum = 0.0f;
   for (int j = 0; j < n; ++j) {
