@@ -80,10 +80,12 @@ export function chatWorkload(tokenizer: Tokenizer, opts: WorkloadOptions = {}): 
   const corpus = tokenizer.encode(fs.readFileSync(opts.corpusFile ?? DEFAULT_CORPUS, 'utf8').replace(/\s+/g, ' ').trim(),
     { addBos: false });
   const fraction = opts.systemFraction ?? 0.5;
+  // Under a cap too tight for the system prompt itself, requests go without it.
+  const systemFits = tokenizer.encode(renderPrompt('x', SYSTEM_PROMPT), { addBos: true }).length <= maxPrompt;
   const made = new Map<number, BenchRequest>();
   const make = (index: number): BenchRequest => {
     const rand = rng(Math.imul((opts.seed ?? 0) + 1, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b));
-    const system = rand() < fraction ? SYSTEM_PROMPT : undefined;
+    const system = rand() < fraction && systemFits ? SYSTEM_PROMPT : undefined;
     const want = Math.max(4, Math.round(lognormal(rand, DISTRIBUTION.user.median, DISTRIBUTION.user.sigma)));
     const start = Math.floor(rand() * corpus.length);
     const outputTokens = Math.min(maxOutput, Math.max(Math.min(DISTRIBUTION.output.min, maxOutput),
@@ -95,7 +97,7 @@ export function chatWorkload(tokenizer: Tokenizer, opts: WorkloadOptions = {}): 
       const prompt = renderPrompt(user, system);
       const promptTokens = tokenizer.encode(prompt, { addBos: true }).length;
       if (promptTokens <= maxPrompt || n <= 1) return { index, system, user, prompt, promptTokens, outputTokens };
-      n -= Math.max(1, promptTokens - maxPrompt);
+      n = Math.max(1, n - Math.max(1, promptTokens - maxPrompt));
     }
   };
   return { at: (i) => made.get(i) ?? made.set(i, make(i)).get(i)! };

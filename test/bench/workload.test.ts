@@ -50,6 +50,11 @@ describe('workload', () => {
     expect(none.every((r) => r.system === undefined && r.promptTokens <= 100 && r.outputTokens <= 10)).toBe(true);
   });
 
+  test('a cap tighter than the system prompt: no system prompt, every prompt within the cap', () => {
+    const small = generateWorkload(tokenizer, { seed: 3, numPrompts: 40, maxPromptTokens: 64 });
+    expect(small.every((r) => r.promptTokens <= 64 && r.user.length > 0 && r.system === undefined)).toBe(true);
+  });
+
   test('JSONL prompts: "prompt" as is, "user"/"system" rendered, output_tokens kept', () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-wl-')), 'w.jsonl');
     fs.writeFileSync(file, '{"prompt":"Hello there","output_tokens":7}\n\n{"user":"Hi","system":"Be brief."}\n');
