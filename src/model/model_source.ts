@@ -10,8 +10,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Manifest, MANIFEST_NAME, parseManifest, verifyFolder } from './manifest';
 import { jsonLineLog } from './progress';
-import { downloadConcurrency, type DownloadOptions, type DownloadResult, fetchPlan, planDownload } from './s3_download';
-import { isS3Uri, makeS3Client } from './s3_client';
+import type { DownloadOptions, DownloadResult } from './s3_download';
+
+// The AWS SDK loads only when a model comes from S3: local folders keep the CLI's start fast.
+const isS3Uri = (spec: string) => /^s3:\/\//i.test(spec);
 
 export interface ResolveOptions extends DownloadOptions {
   /** Where s3:// models are cached (default GYRE_CACHE_DIR, else ~/.cache/gyre/models). */
@@ -55,6 +57,8 @@ async function resolveLocal(dir: string, source: 'local' | 'sagemaker', opts: Re
 }
 
 async function resolveS3(uri: string, opts: ResolveOptions): Promise<ResolvedModel> {
+  const { downloadConcurrency, fetchPlan, planDownload } = await import('./s3_download');
+  const { makeS3Client } = await import('./s3_client');
   const client = await makeS3Client({ client: opts.client, maxSockets: downloadConcurrency(opts) });
   try {
     const plan = await planDownload(uri, client);

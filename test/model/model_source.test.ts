@@ -54,3 +54,11 @@ test('a truncated file and a changed file in /opt/ml/model are caught (size, the
 test('/opt/ml/model named explicitly (as the server does) is still SageMaker\'s copy', async () => {
   expect(await resolveModel(path.join(root, 'model'))).toMatchObject({ source: 'sagemaker' });
 });
+
+test('a local folder is resolved without loading the AWS SDK (the CLI starts fast)', () => {
+  const { execFileSync } = require('node:child_process') as typeof import('node:child_process');
+  const dist = path.join(__dirname, '..', '..', 'dist', 'model', 'model_source.js');
+  const script = `require(${JSON.stringify(dist)}).resolveModel(${JSON.stringify(path.join(root, 'model'))})
+    .then(() => console.log(Object.keys(require.cache).filter((f) => f.includes('@aws-sdk')).length))`;
+  expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()).toBe('0');
+});
