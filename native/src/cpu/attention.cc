@@ -20,6 +20,38 @@ static inline float dot(const float* a, const float* b, int d) {
 
 namespace {
 
+// e^x for 8 lanes (Cephes expf: x = n ln2 + r, a degree-6 polynomial for e^r, then 2^n), within
+// 2 ulp of expf over [-87, 88]. Softmax inputs here are <= 0; below -87 it returns ~1e-38, not 0.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// scores[i] = exp(scores[i] - max) for i in [0, n); every element goes through exp8, the tail padded.
+inline void exp_shifted(float* scores, int n, float max) {
+  const __m256 m = _mm256_set1_ps(max);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(scores + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + i), m)));
+  if (i < n) {
+    alignas(32) float tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = i; k < n; ++k) tail[k - i] = scores[k];
+    _mm256_store_ps(tail, exp8(_mm256_sub_ps(_mm256_load_ps(tail), m)));
+    for (int k = i; k < n; ++k) scores[k] = tail[k - i];
+  }
+}
+
 // Four dot products side by side: four independent FMA chains instead of one. Each result is
 // computed exactly as dot() computes it (same lanes, same order, same horizontal sum).
 inline void dot4(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int d,
@@ -79,12 +111,9 @@ void attend_one(const AttentionShape& s, const float* q, int kv_head, int positi
     scores[i] = scores[i] / scale;
     max_score = std::max(max_score, scores[i]);
   }
+  exp_shifted(scores, n, max_score);
   float sum = 0.0f;
-  for (int j = 0; j < n; ++j) {
-    float e = std::exp(scores[j] - max_score);
-    scores[j] = e;
-    sum += e;
-  }
+  for (int j = 0; j < n; ++j) sum += scores[j];
   const float inv = 1.0f / sum;
   if (d == 64 || d == 128) {
     thread_local std::vector<const float*> rows;
