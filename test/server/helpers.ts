@@ -58,19 +58,15 @@ export interface JsonResponse {
 
 export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
   const raw = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
-  const res = await fetch(url, { method: 'POST', body: raw, headers: { 'Content-Type': 'application/json', ...headers } });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+  return readResponse(await fetch(url, { method: 'POST', body: raw, headers: { 'Content-Type': 'application/json', ...headers } }));
 }
 
 export async function get(url: string): Promise<JsonResponse> {
-  const res = await fetch(url);
+  return readResponse(await fetch(url));
+}
+
+/** The body as text, and as JSON when it parses. */
+async function readResponse(res: Response): Promise<JsonResponse> {
   const text = await res.text();
   let json: unknown;
   try {

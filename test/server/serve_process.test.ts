@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePort } from '../container/helpers';
 import { ROOT, demoModel, get, post, readSse, waitFor } from './helpers';
 
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -40,14 +41,6 @@ async function started(c: Child): Promise<string> {
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await get(`${url}/ping`)).status === 200, 20_000, '/ping 200');
   return url;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 test('accepts connections at once; /opt/ml/model, SAGEMAKER_BIND_TO_PORT and TGI limits are honoured', async () => {
