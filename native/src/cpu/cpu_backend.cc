@@ -66,9 +66,6 @@ void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, f
   const auto& c = w_->config;
   const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, block_size_, c.sliding_window};
   const int T = b.num_tokens(), nh = c.num_heads, d = c.head_dim, group = c.num_heads / c.num_kv_heads;
-  std::vector<int> seq_of(T);
-  for (int s = 0; s < b.num_seqs(); ++s)
-    for (int t = b.query_start[s]; t < b.query_start[s + 1]; ++t) seq_of[t] = s;
   const float* kc = k_cache_[layer].get();
   const float* vc = v_cache_[layer].get();
   pool_.parallel_for(static_cast<int64_t>(T) * nh, [&](int64_t begin, int64_t end) {
@@ -77,7 +74,7 @@ void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, f
       const int t = static_cast<int>(i / nh), h = static_cast<int>(i % nh);
       const int pos = b.positions[t];
       if (scores.size() < static_cast<size_t>(pos) + 1) scores.resize(pos + 1);
-      const int32_t* table = b.block_tables.data() + static_cast<size_t>(seq_of[t]) * b.max_blocks_per_seq;
+      const int32_t* table = b.block_tables.data() + static_cast<size_t>(seq_of_[t]) * b.max_blocks_per_seq;
       attend_one(shape, q + static_cast<int64_t>(t) * ldq + static_cast<int64_t>(h) * d, h / group, pos, table, kc, vc, scores.data(),
                  out + (static_cast<int64_t>(t) * nh + h) * d);
     }
@@ -101,6 +98,9 @@ void CpuBackend::forward(const Batch& b, float* logits) {
     load_row_f32(w_->embed, id, h_.data() + size_t(t) * H);
   }
   rope_.compute(c, b.positions.data(), T);
+  seq_of_.resize(T);  // the sequence of each token, for the attention of every layer
+  for (int s = 0; s < b.num_seqs(); ++s)
+    for (int t = b.query_start[s]; t < b.query_start[s + 1]; ++t) seq_of_[t] = s;
   const int half = d / 2;
 
   for (int l = 0; l < c.num_layers; ++l) {
