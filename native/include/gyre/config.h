@@ -26,6 +26,8 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   int bos_token_id = 1;
   std::vector<int> eos_token_ids;  // config.json may give one id or a list
+  // quantization_config.quant_method == "gyre_int8" (written by `gyre quantize`); other methods are refused.
+  bool gyre_int8 = false;
 };
 
 // Parses and validates <dir>/config.json. Throws gyre::Error naming the file and field.

@@ -17,6 +17,7 @@ struct Request {
   std::vector<int32_t> prompt;   // token ids, used as given
   SamplingParams params;
   bool prompt_logits = false;    // return the logits of every prompt position
+  bool prompt_logprobs = false;  // return log p(prompt[i + 1] | prompt[..i]) for every i
 };
 
 enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };
@@ -38,6 +39,8 @@ struct SeqOutput {
   int num_prompt_tokens = 0;
   int num_cached_tokens = 0;                // prompt tokens served from the prefix cache
   std::vector<float> prompt_logits;         // [prompt.size(), vocab], with the last output
+  std::vector<float> prompt_logprobs;       // [prompt.size() - 1], with the last output
+  bool has_prompt_logprobs = false;         // the request asked for them (the list may be empty)
 };
 
 struct StepOutput {
@@ -52,6 +55,7 @@ struct EngineOptions {
   int max_model_len = 0;               // 0: the model's max_position_embeddings
   KvCacheSpec kv;                      // 0s: a default pool
   bool enable_prefix_caching = true;
+  LoadOptions load;                    // for whoever loads the weights (the addon, the tools)
 };
 
 struct EngineStats {

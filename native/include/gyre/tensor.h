@@ -7,7 +7,7 @@
 
 namespace gyre {
 
-enum class DType { kF32, kF16, kBF16, kI64, kI32 };
+enum class DType { kF32, kF16, kBF16, kI64, kI32, kI8 };
 
 const char* dtype_name(DType d);
 size_t dtype_size(DType d);

@@ -1,6 +1,14 @@
-// The weights of a Llama/Mistral model, as views into mmap'd safetensors files.
+// The weights of a Llama/Mistral model, as views into mmap'd safetensors files (or, for
+// weights quantized at load, into buffers the ModelWeights owns).
 // Linear weights keep the Hugging Face layout: [out_features, in_features], row-major.
+//
+// 8-bit weights (weight-only INT8, symmetric, one scale per output channel): a linear weight of
+// dtype I8 comes with a float32 scale per output row, and stands for W[o, k] = q[o, k] * scale[o].
+// On disk (`gyre quantize`): `<name>.weight` I8 [out, in] plus `<name>.weight_scale` F32 [out],
+// and config.json gets "quantization_config": {"quant_method": "gyre_int8", ...}.
+// Embeddings and norms stay in their float dtype; the LM head is quantized only when asked.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,21 +29,45 @@ struct LayerWeights {
   TensorView w_gate;         // [intermediate, hidden]
   TensorView w_up;           // [intermediate, hidden]
   TensorView w_down;         // [hidden, intermediate]
+  // With I8 weights: F32 [out_features] each; empty (data == nullptr) otherwise.
+  TensorView wq_scale, wk_scale, wv_scale, wo_scale, w_gate_scale, w_up_scale, w_down_scale;
+};
+
+enum class Quantization { kNone, kInt8 };
+const char* quantization_name(Quantization q);  // "none" | "int8"
+
+struct LoadOptions {
+  // kInt8: float linear weights are quantized at load (weights already in I8 are used as they are).
+  Quantization quantization = Quantization::kNone;
+  bool quantize_lm_head = false;  // with kInt8: the LM head too (default: it keeps its dtype)
 };
 
 struct ModelWeights {
   ModelConfig config;
-  DType dtype = DType::kF32;  // storage dtype of the linear weights (one for the whole model)
+  // The float dtype of the model: of the linear weights, or (when they are I8) of the embedding.
+  // Activations on the GPU use it.
+  DType dtype = DType::kF32;
+  Quantization quantization = Quantization::kNone;  // kInt8: every layer's linear weights are I8
   TensorView embed;           // [vocab, hidden]
   std::vector<LayerWeights> layers;
   TensorView final_norm;      // [hidden]
-  TensorView lm_head;         // [vocab, hidden]; the embedding when tied
+  TensorView lm_head;         // [vocab, hidden]; the embedding when tied (and not quantized)
+  TensorView lm_head_scale;   // F32 [vocab] when lm_head is I8
   std::vector<std::unique_ptr<SafetensorsFile>> files;  // keep the mappings alive
+  std::vector<std::vector<char>> owned;                 // buffers of weights quantized at load
+
+  int64_t linear_weight_bytes() const;  // bytes of every layer's linear weights (+ scales)
 };
 
 // Loads <dir>/config.json and <dir>/model.safetensors, or the shards that
 // <dir>/model.safetensors.index.json names. Other .safetensors files in <dir> are not read.
 // Throws gyre::Error naming the file and field/tensor for anything missing or inconsistent.
-std::unique_ptr<ModelWeights> load_model(const std::string& dir);
+std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptions& options = {});
+
+// Symmetric per-row absmax INT8: scale[r] = max_k |w[r, k]| / 127 (float32), q = round-half-even
+// (w / scale) clamped to [-127, 127]; an all-zero row gets scale 0 and q 0. `w` is [rows, cols]
+// of F32, F16 or BF16. The one quantizer: load-time quantization and `gyre quantize` both use it,
+// so their results are bit-identical.
+void quantize_int8_rows(const TensorView& w, int8_t* q, float* scale);
 
 }  // namespace gyre

@@ -25,10 +25,12 @@ CpuBackend::CpuBackend(std::shared_ptr<ModelWeights> weights, int num_threads)
   }
   final_norm_ = to_f32(w_->final_norm);
   for (const auto& l : w_->layers) {
-    layers_.push_back(Layer{PackedLinear({&l.wq, &l.wk, &l.wv}), PackedLinear({&l.wo}),
-                            PackedLinear({&l.w_gate, &l.w_up}), PackedLinear({&l.w_down})});
+    layers_.push_back(Layer{PackedLinear({&l.wq, &l.wk, &l.wv}, {&l.wq_scale, &l.wk_scale, &l.wv_scale}),
+                            PackedLinear({&l.wo}, {&l.wo_scale}),
+                            PackedLinear({&l.w_gate, &l.w_up}, {&l.w_gate_scale, &l.w_up_scale}),
+                            PackedLinear({&l.w_down}, {&l.w_down_scale})});
   }
-  lm_head_ = PackedLinear({&w_->lm_head});
+  lm_head_ = PackedLinear({&w_->lm_head}, {&w_->lm_head_scale});
   rope_.init(w_->config);
 }
 

@@ -1,5 +1,7 @@
 // Linear layers on the CPU: y[t, o] = sum_k x[t, k] * W[o, k], float32 accumulation over
-// weights kept in their storage dtype (f32, f16 or bf16) and converted on the fly.
+// weights kept in their storage dtype (f32, f16 or bf16) and converted on the fly. INT8
+// weights (W = q * scale[o]) are converted to float in registers and summed exactly like
+// float weights; the row's scale multiplies the finished sum: y = scale[o] * sum_k x * q.
 //
 // The weights are repacked once into panels of 16 outputs, k-major, so a micro-kernel keeps
 // a tile of tokens x 16 outputs in registers and broadcasts x[t, k]:
@@ -22,7 +24,9 @@ class PackedLinear {
   static constexpr int kPanel = 16;
   PackedLinear() = default;
   // Packs the rows of one or more [O_i, K] matrices, stacked along O (e.g. q, k and v).
-  explicit PackedLinear(const std::vector<const TensorView*>& parts);
+  // I8 parts need their F32 [O_i] scales, in the same order.
+  explicit PackedLinear(const std::vector<const TensorView*>& parts,
+                        const std::vector<const TensorView*>& scales = {});
 
   int64_t out_features() const { return out_; }
   int64_t in_features() const { return in_; }
@@ -35,6 +39,8 @@ class PackedLinear {
   int64_t out_ = 0, in_ = 0;
   std::vector<uint16_t> half_;  // f16/bf16 panels
   std::vector<float> full_;     // f32 panels
+  std::vector<int8_t> i8_;      // I8 panels
+  std::vector<float> scale_;    // I8: [panels * 16] (padding 0)
 };
 
 // Converts row `row` of a [rows, K] matrix of any float dtype to float32.

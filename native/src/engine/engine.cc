@@ -17,6 +17,7 @@
 #include "engine/request_validation.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
+#include "engine/vocab_ops.h"
 #include "gyre/error.h"
 
 namespace gyre {
@@ -87,7 +88,9 @@ class EngineImpl {
     seq->tokens = std::move(request.prompt);
     seq->num_prompt_tokens = seq->num_tokens();
     seq->params = std::move(request.params);
-    seq->want_prompt_logits = request.prompt_logits;
+    seq->want_prompt_logits = request.prompt_logits || request.prompt_logprobs;
+    seq->keep_prompt_logits = request.prompt_logits;
+    seq->want_prompt_logprobs = request.prompt_logprobs;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!live_ids_.insert(seq->id).second)
@@ -195,7 +198,17 @@ class EngineImpl {
     const size_t vocab_size = config().vocab_size;
     if (s.num_prompt_rows > 0) {
       const float* rows = logits_.data() + s.first_prompt_row * vocab_size;
-      seq.prompt_logits.insert(seq.prompt_logits.end(), rows, rows + s.num_prompt_rows * vocab_size);
+      if (seq.keep_prompt_logits)
+        seq.prompt_logits.insert(seq.prompt_logits.end(), rows, rows + s.num_prompt_rows * vocab_size);
+      if (seq.want_prompt_logprobs) {
+        logprob_scratch_.resize(vocab_size);
+        for (int j = 0; j < s.num_prompt_rows; ++j) {
+          const int pos = seq.num_prompt_logits_rows + j;
+          if (pos + 1 >= seq.num_prompt_tokens) break;
+          log_softmax(rows + j * vocab_size, static_cast<int>(vocab_size), logprob_scratch_.data());
+          seq.prompt_logprobs.push_back(logprob_scratch_[static_cast<size_t>(seq.tokens[pos + 1])]);
+        }
+      }
       seq.num_prompt_logits_rows += s.num_prompt_rows;
     }
     if (s.sample_row < 0) return;
@@ -257,7 +270,11 @@ class EngineImpl {
     out.finish = reason;
     out.num_prompt_tokens = seq.num_prompt_tokens;
     out.num_cached_tokens = seq.num_cached_tokens;
-    if (seq.want_prompt_logits) out.prompt_logits = std::move(seq.prompt_logits);
+    if (seq.keep_prompt_logits) out.prompt_logits = std::move(seq.prompt_logits);
+    if (seq.want_prompt_logprobs) {
+      out.prompt_logprobs = std::move(seq.prompt_logprobs);
+      out.has_prompt_logprobs = true;
+    }
     return out;
   }
 
@@ -287,6 +304,7 @@ class EngineImpl {
   std::unique_ptr<Sampler> sampler_;
   Batch batch_;
   std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
+  std::vector<float> logprob_scratch_;  // [vocab]
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;

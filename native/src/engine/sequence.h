@@ -22,9 +22,14 @@ struct Sequence {
   bool admitted_once = false;
   int num_cached_tokens = 0;     // prompt tokens served from the prefix cache at first admission
 
+  // Prompt rows are computed (no prefix-cache hit) when the request wants their logits or
+  // logprobs; keep_prompt_logits returns the logits themselves.
   bool want_prompt_logits = false;
+  bool keep_prompt_logits = false;
+  bool want_prompt_logprobs = false;
   int num_prompt_logits_rows = 0;   // rows collected so far (positions 0..rows-1)
-  std::vector<float> prompt_logits; // [num_prompt_logits_rows, vocab]
+  std::vector<float> prompt_logits; // [num_prompt_logits_rows, vocab] when keep_prompt_logits
+  std::vector<float> prompt_logprobs; // [num_prompt_tokens - 1]: log p(tokens[i + 1] | tokens[..i])
 
   int num_tokens() const { return static_cast<int>(tokens.size()); }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

@@ -118,6 +118,13 @@ ModelConfig parse_config(const std::string& text, const std::string& file) {
   if (const Json* act = root.find("hidden_act"); act && act->kind == Json::kString && act->text != "silu")
     r.fail("hidden_act", "'" + act->text + "' is not supported (supported: silu)");
 
+  if (const Json* q = root.find("quantization_config"); q && !q->is_null()) {
+    const Json* m = q->kind == Json::kObject ? q->find("quant_method") : nullptr;
+    if (!m || m->kind != Json::kString) r.fail("quantization_config.quant_method", "is missing");
+    else if (m->text == "gyre_int8") c.gyre_int8 = true;
+    else r.fail("quantization_config.quant_method", "'" + m->text +
+                "' is not supported (Gyre reads float weights, or its own int8 from `gyre quantize`: gyre_int8)");
+  }
   c.bos_token_id = r.get_int("bos_token_id", 1, false, 0);
   if (const Json* eos = root.find("eos_token_id"); eos && !eos->is_null()) {
     if (eos->kind == Json::kArray) {

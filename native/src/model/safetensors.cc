@@ -23,6 +23,7 @@ const char* dtype_name(DType d) {
     case DType::kBF16: return "BF16";
     case DType::kI64: return "I64";
     case DType::kI32: return "I32";
+    case DType::kI8: return "I8";
   }
   return "?";
 }
@@ -32,6 +33,7 @@ size_t dtype_size(DType d) {
     case DType::kF32: case DType::kI32: return 4;
     case DType::kF16: case DType::kBF16: return 2;
     case DType::kI64: return 8;
+    case DType::kI8: return 1;
   }
   return 0;
 }
@@ -48,6 +50,7 @@ static bool parse_dtype(const std::string& s, DType* out) {
   else if (s == "BF16") *out = DType::kBF16;
   else if (s == "I64") *out = DType::kI64;
   else if (s == "I32") *out = DType::kI32;
+  else if (s == "I8") *out = DType::kI8;
   else return false;
   return true;
 }

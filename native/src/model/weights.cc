@@ -9,6 +9,10 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <mutex>
+#include <algorithm>
+#include <exception>
 
 #include "gyre/error.h"
 #include "model/json.h"
@@ -60,6 +64,17 @@ class TensorSource {
 
   // A float tensor of exactly this shape, or an error naming file, tensor and field.
   TensorView get(const std::string& name, const std::vector<int64_t>& shape) const {
+    return get_as(name, shape, false);
+  }
+  // A float or I8 tensor of exactly this shape.
+  TensorView get_linear(const std::string& name, const std::vector<int64_t>& shape) const {
+    return get_as(name, shape, true);
+  }
+  // The file that holds `name` (for messages).
+  const std::string& file_of(const std::string& name) const { return files_[where_.at(name)]->path(); }
+
+ private:
+  TensorView get_as(const std::string& name, const std::vector<int64_t>& shape, bool allow_i8) const {
     auto it = where_.find(name);
     if (it == where_.end())
       throw Error((index_path_.empty() ? files_[0]->path() : index_path_) + ": tensor '" + name + "' is missing");
@@ -67,14 +82,17 @@ class TensorSource {
     if (!f.has(name) && index_path_.size())
       throw Error(index_path_ + ": maps tensor '" + name + "' to " + f.path() + ", which does not hold it");
     const TensorView& t = f.get(name);
-    if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16)
-      throw Error(f.path() + ": tensor '" + name + "' has dtype " + dtype_name(t.dtype) + "; expected F32, F16 or BF16");
+    if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16 && !(allow_i8 && t.dtype == DType::kI8))
+      throw Error(f.path() + ": tensor '" + name + "' has dtype " + dtype_name(t.dtype) + "; expected F32, F16 or BF16" +
+                  (allow_i8 ? " (or I8 with a '_scale' from `gyre quantize`)" : ""));
     if (t.shape != shape)
       throw Error(f.path() + ": tensor '" + name + "' has shape " + shape_str(t.shape) + ", expected " +
                   shape_str(shape) + " from config.json");
     return t;
   }
 
+
+ public:
   std::vector<std::unique_ptr<SafetensorsFile>> release() { return std::move(files_); }
 
  private:
@@ -83,9 +101,64 @@ class TensorSource {
   std::map<std::string, size_t> where_;
 };
 
+// A linear weight: float, or I8 with its F32 [out] scale `<name>_scale`.
+struct Linear {
+  TensorView* w;
+  TensorView* scale;
+  std::string name;
+};
+
+// Quantizes `lin` into buffers `m` owns (rows split over threads; the result does not depend
+// on the split).
+void quantize_into(ModelWeights& m, Linear& lin) {
+  const int64_t rows = lin.w->shape[0], cols = lin.w->shape[1];
+  std::vector<char> qbuf(static_cast<size_t>(rows * cols)), sbuf(static_cast<size_t>(rows) * sizeof(float));
+  int8_t* q = reinterpret_cast<int8_t*>(qbuf.data());
+  float* sc = reinterpret_cast<float*>(sbuf.data());
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), rows / 64));
+  std::vector<std::thread> pool;
+  std::exception_ptr err;
+  std::mutex err_mu;
+  for (int64_t t = 0; t < threads; ++t) {
+    const int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+    pool.emplace_back([&, r0, r1] {
+      try {
+        TensorView part = *lin.w;
+        part.shape = {r1 - r0, cols};
+        part.data = static_cast<const char*>(lin.w->data) + r0 * cols * dtype_size(lin.w->dtype);
+        quantize_int8_rows(part, q + r0 * cols, sc + r0);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_mu);
+        err = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (err) {
+    try {
+      std::rethrow_exception(err);
+    } catch (const std::exception& e) {
+      throw Error("quantizing '" + lin.name + "' to int8: " + e.what());
+    }
+  }
+  *lin.w = TensorView{DType::kI8, {rows, cols}, qbuf.data(), qbuf.size()};
+  *lin.scale = TensorView{DType::kF32, {rows}, sbuf.data(), sbuf.size()};
+  m.owned.push_back(std::move(qbuf));
+  m.owned.push_back(std::move(sbuf));
+}
+
 }  // namespace
 
-std::unique_ptr<ModelWeights> load_model(const std::string& dir) {
+int64_t ModelWeights::linear_weight_bytes() const {
+  int64_t n = 0;
+  for (const LayerWeights& l : layers)
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.wq_scale, &l.wk_scale,
+                                &l.wv_scale, &l.wo_scale, &l.w_gate_scale, &l.w_up_scale, &l.w_down_scale})
+      n += static_cast<int64_t>(t->nbytes);
+  return n;
+}
+
+std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptions& options) {
   auto m = std::make_unique<ModelWeights>();
   m->config = load_config(dir);
   const ModelConfig& c = m->config;
@@ -96,28 +169,87 @@ std::unique_ptr<ModelWeights> load_model(const std::string& dir) {
 
   m->embed = src.get("model.embed_tokens.weight", {V, H});
   m->final_norm = src.get("model.norm.weight", {H});
-  if (c.tie_word_embeddings) {
+  m->layers.resize(static_cast<size_t>(c.num_layers));
+  std::vector<Linear> linears;
+  // A linear weight as stored; an I8 one with its scale, checked.
+  auto linear = [&](const std::string& name, const std::vector<int64_t>& shape, TensorView* w, TensorView* scale) {
+    *w = src.get_linear(name, shape);
+    if (w->dtype == DType::kI8) {
+      const std::string sname = name + "_scale";
+      if (!src.has(sname))
+        throw Error(src.file_of(name) + ": tensor '" + name + "' is I8 but its scale '" + sname + "' is missing");
+      *scale = src.get(sname, {shape[0]});
+      if (scale->dtype != DType::kF32)
+        throw Error(src.file_of(sname) + ": tensor '" + sname + "' has dtype " + dtype_name(scale->dtype) +
+                    "; expected F32");
+    }
+    linears.push_back(Linear{w, scale, name});
+  };
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& w = m->layers[static_cast<size_t>(l)];
+    w.input_norm = src.get(p + "input_layernorm.weight", {H});
+    linear(p + "self_attn.q_proj.weight", {q_out, H}, &w.wq, &w.wq_scale);
+    linear(p + "self_attn.k_proj.weight", {kv_out, H}, &w.wk, &w.wk_scale);
+    linear(p + "self_attn.v_proj.weight", {kv_out, H}, &w.wv, &w.wv_scale);
+    linear(p + "self_attn.o_proj.weight", {H, q_out}, &w.wo, &w.wo_scale);
+    w.post_norm = src.get(p + "post_attention_layernorm.weight", {H});
+    linear(p + "mlp.gate_proj.weight", {I, H}, &w.w_gate, &w.w_gate_scale);
+    linear(p + "mlp.up_proj.weight", {I, H}, &w.w_up, &w.w_up_scale);
+    linear(p + "mlp.down_proj.weight", {H, I}, &w.w_down, &w.w_down_scale);
+  }
+  // Every layer int8 or none: a half-quantized model is a broken file, not a choice.
+  int num_i8 = 0;
+  for (const Linear& lin : linears) num_i8 += lin.w->dtype == DType::kI8;
+  if (num_i8 != 0 && num_i8 != static_cast<int>(linears.size())) {
+    const Linear& i8 = *std::find_if(linears.begin(), linears.end(), [](const Linear& x) { return x.w->dtype == DType::kI8; });
+    const Linear& fl = *std::find_if(linears.begin(), linears.end(), [](const Linear& x) { return x.w->dtype != DType::kI8; });
+    throw Error(src.file_of(fl.name) + ": tensor '" + fl.name + "' is " + dtype_name(fl.w->dtype) + " but '" + i8.name +
+                "' is I8; an int8 model has every layer's linear weights in I8");
+  }
+  const bool stored_int8 = !linears.empty() && num_i8 == static_cast<int>(linears.size());
+  if (stored_int8 && !c.gyre_int8)
+    throw Error(dir + "/config.json: the weights are I8 but quantization_config.quant_method is not gyre_int8");
+  if (!stored_int8 && c.gyre_int8 && !linears.empty())
+    throw Error(dir + "/config.json: quantization_config says gyre_int8 but tensor '" + linears[0].name + "' is " +
+                dtype_name(linears[0].w->dtype));
+  m->dtype = linears.empty() || stored_int8 ? m->embed.dtype : linears[0].w->dtype;
+  for (const Linear& lin : linears)
+    if (lin.w->dtype != DType::kI8 && lin.w->dtype != m->dtype)
+      throw Error(src.file_of(lin.name) + ": tensor '" + lin.name + "' has dtype " + dtype_name(lin.w->dtype) + " but '" +
+                  linears[0].name + "' has " + dtype_name(m->dtype) + "; the linear weights share one dtype");
+
+  // The LM head: a stored I8 one wins (also for tied models, whose embedding stays float).
+  if (src.has("lm_head.weight") && src.get_linear("lm_head.weight", {V, H}).dtype == DType::kI8) {
+    linear("lm_head.weight", {V, H}, &m->lm_head, &m->lm_head_scale);
+  } else if (c.tie_word_embeddings) {
     m->lm_head = m->embed;
   } else {
     if (!src.has("lm_head.weight"))
       throw Error(dir + ": tensor 'lm_head.weight' is missing and config.json has tie_word_embeddings false");
     m->lm_head = src.get("lm_head.weight", {V, H});
   }
-  for (int l = 0; l < c.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights w;
-    w.input_norm = src.get(p + "input_layernorm.weight", {H});
-    w.wq = src.get(p + "self_attn.q_proj.weight", {q_out, H});
-    w.wk = src.get(p + "self_attn.k_proj.weight", {kv_out, H});
-    w.wv = src.get(p + "self_attn.v_proj.weight", {kv_out, H});
-    w.wo = src.get(p + "self_attn.o_proj.weight", {H, q_out});
-    w.post_norm = src.get(p + "post_attention_layernorm.weight", {H});
-    w.w_gate = src.get(p + "mlp.gate_proj.weight", {I, H});
-    w.w_up = src.get(p + "mlp.up_proj.weight", {I, H});
-    w.w_down = src.get(p + "mlp.down_proj.weight", {H, I});
-    m->layers.push_back(w);
+
+  if (options.quantization == Quantization::kInt8 || stored_int8) {
+    m->quantization = Quantization::kInt8;
+    for (size_t l = 0; l < m->layers.size(); ++l) {
+      LayerWeights& w = m->layers[l];
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      Linear parts[] = {{&w.wq, &w.wq_scale, p + "self_attn.q_proj.weight"},
+                        {&w.wk, &w.wk_scale, p + "self_attn.k_proj.weight"},
+                        {&w.wv, &w.wv_scale, p + "self_attn.v_proj.weight"},
+                        {&w.wo, &w.wo_scale, p + "self_attn.o_proj.weight"},
+                        {&w.w_gate, &w.w_gate_scale, p + "mlp.gate_proj.weight"},
+                        {&w.w_up, &w.w_up_scale, p + "mlp.up_proj.weight"},
+                        {&w.w_down, &w.w_down_scale, p + "mlp.down_proj.weight"}};
+      for (Linear& lin : parts)
+        if (lin.w->dtype != DType::kI8) quantize_into(*m, lin);
+    }
+    if (options.quantize_lm_head && m->lm_head.dtype != DType::kI8) {
+      Linear lm{&m->lm_head, &m->lm_head_scale, "lm_head.weight"};
+      quantize_into(*m, lm);
+    }
   }
-  m->dtype = c.num_layers > 0 ? m->layers[0].wq.dtype : m->embed.dtype;
   m->files = src.release();
   return m;
 }

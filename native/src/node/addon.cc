@@ -5,6 +5,7 @@
 #include "convert.h"
 #include "engine_wrap.h"
 #include "gyre/config.h"
+#include "gyre/weights.h"
 #include "load_worker.h"
 
 namespace gyre_node {
@@ -22,6 +23,52 @@ Napi::Value ReadConfig(const Napi::CallbackInfo& info) {
   }
 }
 
+// quantizeInt8(data, dtype, rows, cols) -> {q: Int8Array, scale: Float32Array}: the loader's own
+// quantizer, so `gyre quantize` files load bit-identical to quantizing at load.
+Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "quantizeInt8: data must be a Uint8Array");
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "quantizeInt8: dtype must be 'F32', 'F16' or 'BF16'");
+  const std::string dt = info[1].As<Napi::String>().Utf8Value();
+  gyre::TensorView w;
+  if (dt == "F32") w.dtype = gyre::DType::kF32;
+  else if (dt == "F16") w.dtype = gyre::DType::kF16;
+  else if (dt == "BF16") w.dtype = gyre::DType::kBF16;
+  else throw Napi::TypeError::New(env, "quantizeInt8: dtype must be 'F32', 'F16' or 'BF16', got '" + dt + "'");
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "quantizeInt8: rows and cols must be numbers");
+  const double rows = info[2].As<Napi::Number>().DoubleValue(), cols = info[3].As<Napi::Number>().DoubleValue();
+  if (!(rows >= 1 && cols >= 1 && rows == static_cast<double>(static_cast<int64_t>(rows)) &&
+        cols == static_cast<double>(static_cast<int64_t>(cols))))
+    throw Napi::RangeError::New(env, "quantizeInt8: rows and cols must be positive integers");
+  Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
+  w.shape = {static_cast<int64_t>(rows), static_cast<int64_t>(cols)};
+  w.nbytes = static_cast<size_t>(rows * cols) * gyre::dtype_size(w.dtype);
+  if (data.ByteLength() != w.nbytes)
+    throw Napi::RangeError::New(env, "quantizeInt8: data holds " + std::to_string(data.ByteLength()) + " bytes, expected " +
+                                         std::to_string(w.nbytes) + " for [" + std::to_string(w.shape[0]) + ", " +
+                                         std::to_string(w.shape[1]) + "] " + dt);
+  if (w.dtype != gyre::DType::kF32 || data.ByteOffset() % 4 == 0) {
+    w.data = data.Data();
+  }
+  std::vector<uint8_t> aligned;
+  if (!w.data) {  // unaligned float32: copy
+    aligned.assign(data.Data(), data.Data() + data.ByteLength());
+    w.data = aligned.data();
+  }
+  Napi::Int8Array q = Napi::Int8Array::New(env, static_cast<size_t>(rows * cols));
+  Napi::Float32Array scale = Napi::Float32Array::New(env, static_cast<size_t>(rows));
+  try {
+    gyre::quantize_int8_rows(w, q.Data(), scale.Data());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("q", q);
+  out.Set("scale", scale);
+  return out;
+}
+
 }  // namespace
 }  // namespace gyre_node
 
@@ -31,6 +78,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EngineWrap::Init(env);
   exports.Set("loadEngine", Napi::Function::New(env, LoadEngine, "loadEngine"));
   exports.Set("readConfig", Napi::Function::New(env, ReadConfig, "readConfig"));
+  exports.Set("quantizeInt8", Napi::Function::New(env, QuantizeInt8, "quantizeInt8"));
   return exports;
 }
 

@@ -94,6 +94,13 @@ gyre::EngineOptions to_engine_options(const Napi::Value& value) {
   if (get_int(o, "options", "kvCacheTokens", 0, kMaxSafeInteger, &i)) opts.kv.max_tokens = i;
   if (get_int(o, "options", "kvCacheBytes", 0, kMaxSafeInteger, &i)) opts.kv.max_bytes = i;
   get_bool(o, "options", "enablePrefixCaching", &opts.enable_prefix_caching);
+  Napi::Value quant = o.Get("quantization");
+  if (!quant.IsUndefined() && !quant.IsNull()) {
+    const std::string q = quant.IsString() ? quant.As<Napi::String>().Utf8Value() : "";
+    if (q == "int8") opts.load.quantization = gyre::Quantization::kInt8;
+    else if (q != "none") throw Napi::TypeError::New(o.Env(), "options.quantization must be 'none' or 'int8'");
+  }
+  get_bool(o, "options", "quantizeLmHead", &opts.load.quantize_lm_head);
   return opts;
 }
 
@@ -162,6 +169,7 @@ Napi::Object from_config(Napi::Env env, const gyre::ModelConfig& c) {
   Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
   for (size_t i = 0; i < c.eos_token_ids.size(); ++i) eos.Set(uint32_t(i), c.eos_token_ids[i]);
   o.Set("eosTokenIds", eos);
+  o.Set("quantization", c.gyre_int8 ? "int8" : "none");
   return o;
 }
 
@@ -239,6 +247,8 @@ Napi::Array from_step(Napi::Env env, gyre::StepOutput& step) {
     o.Set("numPromptTokens", s.num_prompt_tokens);
     o.Set("numCachedTokens", s.num_cached_tokens);
     if (!s.prompt_logits.empty()) o.Set("promptLogits", take_floats(env, std::move(s.prompt_logits)));
+    if (s.has_prompt_logprobs)
+      o.Set("promptLogprobs", take_floats(env, std::move(s.prompt_logprobs)));
     arr.Set(uint32_t(k), o);
   }
   return arr;

@@ -58,12 +58,13 @@ void EngineWrap::Init(Napi::Env env) {
 
 Napi::Object EngineWrap::NewInstance(Napi::Env env, std::unique_ptr<gyre::Engine> engine,
                                      std::shared_ptr<EngineChannel> channel, std::string dtype,
-                                     int block_size) {
+                                     std::string quantization, int block_size) {
   Napi::Object obj = env.GetInstanceData<AddonData>()->engine_ctor.New({});
   EngineWrap* self = Unwrap(obj);
   self->engine_ = std::move(engine);
   self->channel_ = std::move(channel);
   self->dtype_ = std::move(dtype);
+  self->quantization_ = std::move(quantization);
   self->block_size_ = block_size;
   return obj;
 }
@@ -90,6 +91,7 @@ Napi::Value EngineWrap::Submit(const Napi::CallbackInfo& info) {
   req.prompt = to_prompt(info[1]);
   req.params = to_sampling_params(info[2]);
   req.prompt_logits = info[3].ToBoolean().Value();
+  req.prompt_logprobs = info.Length() > 4 && info[4].ToBoolean().Value();
   uint64_t id = req.id;
   try {
     eng.submit(std::move(req));
@@ -112,6 +114,7 @@ Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::Config(const Napi::CallbackInfo& info) {
   Napi::Object o = from_config(info.Env(), engine(info.Env()).config());
   o.Set("dtype", dtype_);
+  o.Set("quantization", quantization_);
   return o;
 }
 

@@ -15,7 +15,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // Defines the class and keeps its constructor in the addon data (it is not exported).
   static void Init(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, std::unique_ptr<gyre::Engine> engine,
-                                  std::shared_ptr<EngineChannel> channel, std::string dtype, int block_size);
+                                  std::shared_ptr<EngineChannel> channel, std::string dtype,
+                                  std::string quantization, int block_size);
 
   explicit EngineWrap(const Napi::CallbackInfo& info);
   ~EngineWrap() override;  // an engine never closed is stopped here (joins its thread)
@@ -35,6 +36,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   std::unique_ptr<gyre::Engine> engine_;
   std::shared_ptr<EngineChannel> channel_;
   std::string dtype_;
+  std::string quantization_;
   int block_size_ = 0;
 };
 

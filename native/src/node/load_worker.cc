@@ -24,15 +24,17 @@ class LoadWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      std::shared_ptr<gyre::ModelWeights> weights = gyre::load_model(dir_);
+      std::shared_ptr<gyre::ModelWeights> weights = gyre::load_model(dir_, options_.load);
       dtype_ = dtype_string(weights->dtype);
+      quantization_ = gyre::quantization_name(weights->quantization);
       engine_ = std::make_unique<gyre::Engine>(std::move(weights), options_, channel_->callback());
     } catch (const std::exception& e) {
       SetError(e.what());
     }
   }
   void OnOK() override {
-    deferred_.Resolve(EngineWrap::NewInstance(Env(), std::move(engine_), channel_, dtype_, options_.kv.block_size));
+    deferred_.Resolve(EngineWrap::NewInstance(Env(), std::move(engine_), channel_, dtype_, quantization_,
+                                                options_.kv.block_size));
   }
   void OnError(const Napi::Error& e) override {
     channel_->release();
@@ -46,6 +48,7 @@ class LoadWorker : public Napi::AsyncWorker {
   std::shared_ptr<EngineChannel> channel_;
   std::unique_ptr<gyre::Engine> engine_;
   std::string dtype_;
+  std::string quantization_;
 };
 
 }  // namespace
