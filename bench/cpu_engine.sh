@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CPU engine benchmark: decode speed of the model runner at batch 1 (largest fixture, 100m f32
-# and f16), then continuous batching through the engine on 100m: aggregate tokens/s at 1, 4, 16
+# CPU engine benchmark: decode speed of the model runner at batch 1 (largest fixture, 100m f32,
+# f16 and f16 quantized to int8 at load; 100m f16 and int8 at batch 16), then continuous batching through the engine on 100m: aggregate tokens/s at 1, 4, 16
 # and 64 concurrent sequences against the same requests run one after another (same run).
 # Usage: bench/cpu_engine.sh [OUT.json]   (needs `npm run build:native` and `npm run build:ts`)
 set -euo pipefail
@@ -23,6 +23,13 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
   "$bin/gyre_decode_bench" "$work/100m-f32" --batch 1 --prompt 32 --tokens 64
   echo ","
   "$bin/gyre_decode_bench" "$work/100m-f16" --batch 1 --prompt 32 --tokens 64
+  echo ","
+  "$bin/gyre_decode_bench" "$work/100m-f16" --batch 1 --prompt 32 --tokens 64 --quantization int8
+  echo "],"
+  echo " \"decode_batch16_100m\": ["
+  "$bin/gyre_decode_bench" "$work/100m-f16" --batch 16 --prompt 32 --tokens 32
+  echo ","
+  "$bin/gyre_decode_bench" "$work/100m-f16" --batch 16 --prompt 32 --tokens 32 --quantization int8
   echo "],"
   echo " \"batching_100m_f32\": "
   "$bin/gyre_batch_bench" "$work/100m-f32" --prompt 32 --tokens 64 --concurrency 1,4,16,64 --out "$work/batch.json" >&2

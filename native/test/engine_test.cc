@@ -23,6 +23,8 @@ struct Result {
   std::vector<float> logprobs;
   std::vector<std::vector<TopLogprob>> top;
   std::vector<float> prompt_logits;
+  std::vector<float> prompt_logprobs;
+  bool has_prompt_logprobs = false;
   FinishReason finish = FinishReason::kNone;
   int num_cached_tokens = 0;
 };
@@ -48,6 +50,8 @@ class Collector {
           r.finish = o.finish;
           r.num_cached_tokens = o.num_cached_tokens;
           r.prompt_logits = std::move(o.prompt_logits);
+          r.prompt_logprobs = std::move(o.prompt_logprobs);
+          r.has_prompt_logprobs = o.has_prompt_logprobs;
           ++num_finished_;
         }
       }
@@ -298,6 +302,42 @@ TEST(prompt_logits_match_reference) {
   for (size_t i = 0; i < out.prompt_logits.size(); ++i)
     max_diff = std::max(max_diff, std::abs(out.prompt_logits[i] - ref[3].logits[i]));
   CHECK_MSG(max_diff < 1e-4f, "max diff " << max_diff);
+}
+
+TEST(prompt_logprobs_match_reference_and_skip_the_prefix_cache) {
+  const std::string name = "llama-gqa-theta";
+  std::vector<Prompt> ref = load_prompts(name);
+  const int V = model(name)->config.vocab_size;
+  Collector c;
+  Engine engine(model(name), cpu_options(/*max_batched_tokens=*/24), c.callback());
+  // The same prompt twice: the second would hit the prefix cache, but logprobs need every row.
+  for (uint64_t id : {0, 1}) {
+    Request r = greedy_request(id, ref[3].ids, /*max_tokens=*/0);
+    r.prompt_logprobs = true;
+    engine.submit(r);
+    c.wait_finished(static_cast<int>(id) + 1);
+  }
+  Request one = greedy_request(2, {ref[3].ids[0]}, /*max_tokens=*/1);
+  one.prompt_logprobs = true;
+  engine.submit(one);
+  c.wait_finished(3);
+  const size_t n = ref[3].ids.size();
+  for (uint64_t id : {0, 1}) {
+    const Result out = c.get(id);
+    CHECK(out.has_prompt_logprobs && out.prompt_logits.empty());
+    CHECK_EQ(out.prompt_logprobs.size(), n - 1);
+    CHECK_EQ(out.num_cached_tokens, 0);
+    for (size_t i = 0; i + 1 < n; ++i) {
+      const float* x = ref[3].logits.data() + i * V;
+      double m = x[0], z = 0;
+      for (int v = 1; v < V; ++v) m = std::max(m, double(x[v]));
+      for (int v = 0; v < V; ++v) z += std::exp(x[v] - m);
+      const double want = x[ref[3].ids[i + 1]] - m - std::log(z);
+      CHECK_MSG(std::fabs(out.prompt_logprobs[i] - want) < 1e-4, "position " << i << ": " << out.prompt_logprobs[i]
+                                                                           << " vs " << want);
+    }
+  }
+  CHECK(c.get(2).has_prompt_logprobs && c.get(2).prompt_logprobs.empty() && c.get(2).tokens.size() == 1);
 }
 
 TEST(stop_tokens_logprobs_and_validation) {

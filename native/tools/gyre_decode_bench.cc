@@ -1,5 +1,6 @@
 // Decode speed of a backend, straight through the model runner (no scheduler):
 //   gyre_decode_bench MODEL_DIR [--batch B] [--prompt N] [--tokens M] [--backend cpu] [--threads T]
+//                     [--quantization none|int8]
 // Prefills B sequences of N tokens, then decodes M steps of B tokens; prints tokens/s as JSON.
 #include <chrono>
 #include <cstdio>
@@ -17,11 +18,12 @@ using namespace gyre;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR [--batch B] [--prompt N] [--tokens M] [--backend K] [--threads T]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR [--batch B] [--prompt N] [--tokens M] [--backend K] [--threads T] [--quantization none|int8]\n", argv[0]);
     return 2;
   }
   std::string dir = argv[1], kind = "cpu";
   int batch = 1, prompt = 16, tokens = 32, threads = 0;
+  LoadOptions load;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int v = std::atoi(argv[i + 1]);
@@ -30,10 +32,12 @@ int main(int argc, char** argv) {
     else if (a == "--tokens") tokens = v;
     else if (a == "--threads") threads = v;
     else if (a == "--backend") kind = argv[i + 1];
+    else if (a == "--quantization" && std::string(argv[i + 1]) == "int8") load.quantization = Quantization::kInt8;
+    else if (a == "--quantization" && std::string(argv[i + 1]) == "none") load.quantization = Quantization::kNone;
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   try {
-    std::shared_ptr<ModelWeights> w = load_model(dir);
+    std::shared_ptr<ModelWeights> w = load_model(dir, load);
     auto be = make_backend(kind, w, threads);
     const int bs = 16, max_blocks = (prompt + tokens + bs - 1) / bs;
     KvCacheSpec spec;
@@ -66,10 +70,10 @@ int main(int argc, char** argv) {
     auto t2 = std::chrono::steady_clock::now();
     double prefill_s = std::chrono::duration<double>(t1 - t0).count();
     double decode_s = std::chrono::duration<double>(t2 - t1).count();
-    std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"prompt\": %d, "
+    std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"dtype\": \"%s\", \"quantization\": \"%s\", \"batch\": %d, \"prompt\": %d, "
                 "\"tokens\": %d, \"prefill_tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.2f, "
                 "\"decode_ms_per_step\": %.2f}\n",
-                dir.c_str(), be->name(), dtype_name(w->dtype), batch, prompt, tokens, batch * prompt / prefill_s,
+                dir.c_str(), be->name(), dtype_name(w->dtype), quantization_name(w->quantization), batch, prompt, tokens, batch * prompt / prefill_s,
                 batch * tokens / decode_s, 1000 * decode_s / tokens);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gyre_decode_bench: %s\n", e.what());
