@@ -28,6 +28,13 @@ constexpr int kSplitTokens = 512;  // decode split-K: keys per split
 
 size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
 
+// C = A . W^T with W in the activation dtype, or int8 with a float32 scale per row of W.
+void linear(DType dt, const void* A, int lda, const void* W, const float* scale, float* C, int ldc, int M, int N, int K,
+            cudaStream_t stream) {
+  if (scale) gemm_int8(dt, A, lda, static_cast<const int8_t*>(W), scale, C, ldc, M, N, K, stream);
+  else gemm(dt, A, lda, W, C, ldc, M, N, K, stream);
+}
+
 }  // namespace
 
 CudaBackend::CudaBackend(std::shared_ptr<ModelWeights> weights)
@@ -187,7 +194,7 @@ void CudaBackend::forward(const Batch& b, float* logits) {
     void* kc = k_cache_.get<char>() + l * layer_elems * e;
     void* vc = v_cache_.get<char>() + l * layer_elems * e;
     add_rms_norm(dt_, h, l == 0 ? nullptr : tmp, L.input_norm, nullptr, x_.get(), T, H, c.rms_norm_eps, stream_);
-    gemm(dt_, x_.get(), H, L.qkv, qkv_.get<float>(), QKV, T, QKV, H, stream_);
+    linear(dt_, x_.get(), H, L.qkv, L.qkv_scale, qkv_.get<float>(), QKV, T, QKV, H, stream_);
     rope_and_cache(dt_, qkv_.get<float>(), dev_.cos, dev_.sin, dev_.slots, q_.get(), kc, vc, T, c.num_heads,
                    c.num_kv_heads, d, stream_);
     const PagedKv kv{kc, vc, dev_.block_tables, b.max_blocks_per_seq, block_size_, c.num_heads, c.num_kv_heads, d,
@@ -196,15 +203,16 @@ void CudaBackend::forward(const Batch& b, float* logits) {
                      split_len_, workspace_.get<float>(), attn_.get(), stream_);
     prefill_attention(dt_, kv, q_.get(), dev_.positions, static_cast<const PrefillTile*>(dev_.tiles), num_tiles_,
                       attn_.get(), stream_);
-    gemm(dt_, attn_.get(), QO, L.o, tmp, H, T, H, QO, stream_);
+    linear(dt_, attn_.get(), QO, L.o, L.o_scale, tmp, H, T, H, QO, stream_);
     add_rms_norm(dt_, h, tmp, L.post_norm, nullptr, x_.get(), T, H, c.rms_norm_eps, stream_);
-    gemm(dt_, x_.get(), H, L.gate_up, gate_up_.get<float>(), 2 * I, T, 2 * I, H, stream_);
+    linear(dt_, x_.get(), H, L.gate_up, L.gate_up_scale, gate_up_.get<float>(), 2 * I, T, 2 * I, H, stream_);
     silu_and_mul(dt_, gate_up_.get<float>(), act_.get(), T, I, stream_);
-    gemm(dt_, act_.get(), I, L.down, tmp, H, T, H, I, stream_);
+    linear(dt_, act_.get(), I, L.down, L.down_scale, tmp, H, T, H, I, stream_);
   }
   if (R > 0) {
     add_rms_norm(dt_, h, tmp, final_norm_, dev_.logits_rows, sel_.get(), R, H, c.rms_norm_eps, stream_);
-    gemm(dt_, sel_.get(), H, lm_head_, logits_.get<float>(), c.vocab_size, R, c.vocab_size, H, stream_);
+    linear(dt_, sel_.get(), H, lm_head_, lm_head_scale_, logits_.get<float>(), c.vocab_size, R, c.vocab_size, H,
+           stream_);
     CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(), sizeof(float) * R * c.vocab_size, cudaMemcpyDeviceToHost,
                                stream_));
   }

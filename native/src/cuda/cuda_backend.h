@@ -1,11 +1,14 @@
 // The CUDA backend: the Llama/Mistral forward pass on one GPU, activations and weights in the
 // weights' storage dtype (f16 or bf16; f32 weights become f16 at upload), float32 accumulation
 // everywhere and a float32 residual stream. One stream; forward() returns once the logits are
-// on the host.
+// on the host. INT8 linear weights (and LM head) stay int8 on the device, with a float32 scale
+// per output row, and go through gemm_int8.
 //
 // Device memory, in the order it is taken:
 //   weights    one allocation: per layer qkv [(nh + 2 nkv) d, H], o [H, nh d], gate_up [2I, H],
-//              down [H, I]; embed [V, H]; lm_head [V, H] (shared when tied); norms as float32
+//              down [H, I] (int8: 1 byte per element, plus float32 scales [rows] stacked alike);
+//              embed [V, H]; lm_head [V, H] (shared when tied); norms as float32. Tensors
+//              without data (virtual models) are filled with random values on the GPU.
 //   activations sized for kPlanTokens tokens per step (grown if a batch needs more)
 //   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves:
 //              budget = min(GYRE_GPU_MEMORY_FRACTION (0.9) x total, GYRE_GPU_MEMORY_BUDGET)
@@ -39,8 +42,10 @@ class CudaBackend : public Backend {
 
  private:
   struct Layer {
-    void* qkv; void* o; void* gate_up; void* down;  // in dt_
+    void* qkv; void* o; void* gate_up; void* down;  // in dt_, or int8
     float* input_norm; float* post_norm;            // [H]
+    // int8 weights: float32 [rows of qkv / o / gate_up / down]; null for dt_ weights
+    float* qkv_scale; float* o_scale; float* gate_up_scale; float* down_scale;
   };
   void upload_weights();                 // cuda_weights.cc
   void ensure_activations(int T, int R);
@@ -54,6 +59,7 @@ class CudaBackend : public Backend {
   std::vector<Layer> layers_;
   void* embed_ = nullptr;
   void* lm_head_ = nullptr;
+  float* lm_head_scale_ = nullptr;  // [V] when the LM head is int8
   float* final_norm_ = nullptr;
   RopeTable rope_;
 

@@ -1,11 +1,16 @@
 // Weight upload: every tensor goes from the mmap'd safetensors through two pinned staging
 // buffers (fill one while the other is copying), converted on the host to the device dtype:
-// linear weights and the embedding to the activation dtype, norms to float32.
+// linear weights and the embedding to the activation dtype, norms to float32. INT8 linear
+// weights are copied as they are, with their float32 scales. A tensor without data (a virtual
+// model) gets deterministic random values generated on the GPU instead.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "cpu/simd.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/random_fill.cuh"
 
 namespace gyre {
 namespace {
@@ -22,6 +27,18 @@ float load_f32(const TensorView& t, int64_t i) {
     case DType::kBF16: return bf16_to_float(t.as<uint16_t>()[i]);
     default: throw Error("CUDA upload: unsupported tensor dtype " + std::string(dtype_name(t.dtype)));
   }
+}
+
+// An int8 linear weight: I8 [rows, cols], cols a multiple of 16 (16-byte rows for gemm_int8),
+// and a float32 scale [rows].
+void check_int8(const TensorView& w, const TensorView& scale, const std::string& name) {
+  if (w.dtype != DType::kI8)
+    throw Error("CUDA upload: " + name + " is " + dtype_name(w.dtype) + " where the other linear weights are I8");
+  if (w.shape.size() != 2 || w.shape[1] % 16 != 0)
+    throw Error("CUDA upload: int8 " + name + " must be [out, in] with in a multiple of 16, got " + shape_str(w.shape));
+  if (scale.dtype != DType::kF32 || scale.numel() != w.shape[0])
+    throw Error("CUDA upload: " + name + " scale must be F32 [" + std::to_string(w.shape[0]) + "], got " +
+                dtype_name(scale.dtype) + " " + shape_str(scale.shape));
 }
 
 class Uploader {
@@ -71,59 +88,100 @@ class Uploader {
 
 void CudaBackend::upload_weights() {
   // Pass 1 lays the tensors out in one allocation; pass 2 copies them.
-  struct Item { const TensorView* src; DType to; size_t offset; };
+  // `fill`: the values a tensor without data gets.
+  struct Item { const TensorView* src; DType to; size_t offset; RandomFill fill; };
   std::vector<Item> items;
   size_t total = 0;
-  auto place = [&](const TensorView& t, DType to) {
-    items.push_back({&t, to, total});
+  auto place = [&](const TensorView& t, DType to, RandomFill fill) {
+    items.push_back({&t, to, total, fill});
     return total;
   };
   auto reserve = [&](size_t bytes) { total = align_up(total + bytes); };
-  auto add = [&](const TensorView& t, DType to) {
-    const size_t off = place(t, to);
+  auto add = [&](const TensorView& t, DType to, RandomFill fill) {
+    const size_t off = place(t, to, fill);
     reserve(static_cast<size_t>(t.numel()) * dtype_size(to));
     return off;
   };
-  // Stacked matrices: consecutive rows of one region (each part's bytes are a multiple of 16).
-  auto add_stacked = [&](std::vector<const TensorView*> parts) {
+  // Stacked matrices: consecutive rows of one region (each part's bytes are a multiple of 16);
+  // int8 scales are stacked the same way.
+  auto add_stacked = [&](std::vector<const TensorView*> parts, DType to, RandomFill fill) {
     const size_t start = total;
     size_t bytes = 0;
     for (const TensorView* p : parts) {
-      items.push_back({p, dt_, start + bytes});
-      bytes += static_cast<size_t>(p->numel()) * dtype_size(dt_);
+      items.push_back({p, to, start + bytes, fill});
+      bytes += static_cast<size_t>(p->numel()) * dtype_size(to);
     }
     reserve(bytes);
     return start;
   };
-  struct Offsets { size_t qkv, o, gate_up, down, in_norm, post_norm; };
+  constexpr size_t kNone = SIZE_MAX;
+  struct Offsets {
+    size_t qkv, o, gate_up, down, in_norm, post_norm;
+    size_t qkv_s = kNone, o_s = kNone, gate_up_s = kNone, down_s = kNone;  // int8 scales
+  };
   std::vector<Offsets> offs;
-  for (const LayerWeights& l : w_->layers) {
+  for (size_t i = 0; i < w_->layers.size(); ++i) {
+    const LayerWeights& l = w_->layers[i];
+    const bool i8 = l.wq.dtype == DType::kI8 || l.wk.dtype == DType::kI8 || l.wv.dtype == DType::kI8 ||
+                    l.wo.dtype == DType::kI8 || l.w_gate.dtype == DType::kI8 || l.w_up.dtype == DType::kI8 ||
+                    l.w_down.dtype == DType::kI8;
+    const DType to = i8 ? DType::kI8 : dt_;
+    const RandomFill fill = i8 ? RandomFill::kInt8 : RandomFill::kNormal;
     Offsets o;
-    o.qkv = add_stacked({&l.wq, &l.wk, &l.wv});
-    o.o = add(l.wo, dt_);
-    o.gate_up = add_stacked({&l.w_gate, &l.w_up});
-    o.down = add(l.w_down, dt_);
-    o.in_norm = add(l.input_norm, DType::kF32);
-    o.post_norm = add(l.post_norm, DType::kF32);
+    if (i8) {
+      const std::string p = "layer " + std::to_string(i) + " ";
+      check_int8(l.wq, l.wq_scale, p + "wq");
+      check_int8(l.wk, l.wk_scale, p + "wk");
+      check_int8(l.wv, l.wv_scale, p + "wv");
+      check_int8(l.wo, l.wo_scale, p + "wo");
+      check_int8(l.w_gate, l.w_gate_scale, p + "w_gate");
+      check_int8(l.w_up, l.w_up_scale, p + "w_up");
+      check_int8(l.w_down, l.w_down_scale, p + "w_down");
+    }
+    o.qkv = add_stacked({&l.wq, &l.wk, &l.wv}, to, fill);
+    o.o = add(l.wo, to, fill);
+    o.gate_up = add_stacked({&l.w_gate, &l.w_up}, to, fill);
+    o.down = add(l.w_down, to, fill);
+    if (i8) {
+      o.qkv_s = add_stacked({&l.wq_scale, &l.wk_scale, &l.wv_scale}, DType::kF32, RandomFill::kScale);
+      o.o_s = add(l.wo_scale, DType::kF32, RandomFill::kScale);
+      o.gate_up_s = add_stacked({&l.w_gate_scale, &l.w_up_scale}, DType::kF32, RandomFill::kScale);
+      o.down_s = add(l.w_down_scale, DType::kF32, RandomFill::kScale);
+    }
+    o.in_norm = add(l.input_norm, DType::kF32, RandomFill::kOnes);
+    o.post_norm = add(l.post_norm, DType::kF32, RandomFill::kOnes);
     offs.push_back(o);
   }
-  const size_t embed = add(w_->embed, dt_);
-  const bool tied = w_->lm_head.data == w_->embed.data;
-  const size_t lm_head = tied ? embed : add(w_->lm_head, dt_);
-  const size_t final_norm = add(w_->final_norm, DType::kF32);
+  const size_t embed = add(w_->embed, dt_, RandomFill::kNormal);
+  // Without data (virtual), only the config says whether the LM head is the embedding.
+  const bool lm_i8 = w_->lm_head.dtype == DType::kI8;
+  const bool tied = !lm_i8 && w_->lm_head.data == w_->embed.data &&
+                    (w_->embed.data != nullptr || w_->config.tie_word_embeddings);
+  if (lm_i8) check_int8(w_->lm_head, w_->lm_head_scale, "lm_head");
+  const size_t lm_head =
+      tied ? embed : add(w_->lm_head, lm_i8 ? DType::kI8 : dt_, lm_i8 ? RandomFill::kInt8 : RandomFill::kNormal);
+  const size_t lm_head_s = lm_i8 ? add(w_->lm_head_scale, DType::kF32, RandomFill::kScale) : kNone;
+  const size_t final_norm = add(w_->final_norm, DType::kF32, RandomFill::kOnes);
 
   weights_.reserve(total);
   char* base = weights_.get<char>();
   {
     Uploader up(stream_);
-    for (const Item& it : items) up.copy(*it.src, it.to, base + it.offset);
+    uint64_t seed = 0;  // the item's index: a virtual model's values depend only on its shapes
+    for (const Item& it : items) {
+      if (it.src->data) up.copy(*it.src, it.to, base + it.offset);
+      else random_fill(base + it.offset, it.to, it.src->numel(), it.fill, seed, stream_);
+      ++seed;
+    }
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  auto f32 = [&](size_t off) { return off == kNone ? nullptr : reinterpret_cast<float*>(base + off); };
   for (const Offsets& o : offs)
-    layers_.push_back(Layer{base + o.qkv, base + o.o, base + o.gate_up, base + o.down,
-                            reinterpret_cast<float*>(base + o.in_norm), reinterpret_cast<float*>(base + o.post_norm)});
+    layers_.push_back(Layer{base + o.qkv, base + o.o, base + o.gate_up, base + o.down, f32(o.in_norm), f32(o.post_norm),
+                            f32(o.qkv_s), f32(o.o_s), f32(o.gate_up_s), f32(o.down_s)});
   embed_ = base + embed;
   lm_head_ = base + lm_head;
+  lm_head_scale_ = f32(lm_head_s);
   final_norm_ = reinterpret_cast<float*>(base + final_norm);
 }
 

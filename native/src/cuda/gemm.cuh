@@ -7,6 +7,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "gyre/tensor.h"
 
 namespace gyre {
@@ -20,5 +22,17 @@ void gemm_cublaslt(DType dt, const void* A, int lda, const void* W, float* C, in
                    cudaStream_t stream);
 bool gemm_has_cublaslt();
 void gemm(DType dt, const void* A, int lda, const void* W, float* C, int ldc, int M, int N, int K, cudaStream_t stream);
+
+// Weight-only INT8: C[m, n] = scale[n] * sum_k A[m, k] * q[n, k], float32 accumulation.
+// A: [M, K] in `dt` (f16/bf16, row stride lda); W: [N, K] int8; scale: [N] float32;
+// C: [M, N] float32 (row stride ldc). K and lda must be multiples of 16 and 8, A and W 16-byte
+// aligned. gemm_int8 takes the GEMV for M <= kGemvInt8MaxM, else the tensor-core kernel.
+constexpr int kGemvInt8MaxM = 8;
+void gemm_int8(DType dt, const void* A, int lda, const int8_t* W, const float* scale, float* C, int ldc, int M, int N,
+               int K, cudaStream_t stream);
+void gemv_int8(DType dt, const void* A, int lda, const int8_t* W, const float* scale, float* C, int ldc, int M, int N,
+               int K, cudaStream_t stream);  // M <= kGemvInt8MaxM
+void gemm_int8_mma(DType dt, const void* A, int lda, const int8_t* W, const float* scale, float* C, int ldc, int M,
+                   int N, int K, cudaStream_t stream);
 
 }  // namespace gyre
