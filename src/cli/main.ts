@@ -3,17 +3,20 @@
 // `gyre --help` and the other commands do not load tokenizers, the addon, etc.
 //
 // Options reach each command's run(opts) camelCased, already parsed:
-//   logits:     model, ids (number[]), out, backend, threads?
+//   logits:     model, ids (number[]), out, backend, threads?, quantization?, quantizeLmHead?
 //   generate:   model, prompt? chat? prompts? out?, maxTokens? temperature? topP? topK? minP?
-//               seed? ignoreEos? maxConcurrency?, backend, threads?
+//               seed? ignoreEos? maxConcurrency?, backend, threads?, quantization?, quantizeLmHead?
+//   eval-ppl:   model, text, context? stride? json?, backend, threads?, quantization?, quantizeLmHead?
 //   make-model: shape, layers?, dtype, seed, scale?, out
 //   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
-//               maxWaiting? threads? servedModelName? drainTimeout? (unset: from the environment)
+//               maxWaiting? threads? servedModelName? drainTimeout? gpuMemoryFraction? gpuMemoryBudget?
+//               quantization? quantizeLmHead? (unset: from the environment)
 //   endpoint:   target, port, host, readyTimeout (seconds)
 //   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
 //   validate:   model?, json?, memoryFraction?
-//   upload:     model, to, adapter?, partSize? (MiB), concurrency?
+//   upload:     model, to, adapter?, quantize?, quantizeLmHead?, partSize? (MiB), concurrency?
 //   merge:      model, adapter, out
+//   quantize:   model, out, quantizeLmHead?
 //   convert:    to, model, out, dtype
 //   bench:      see src/cli/commands/bench.ts
 import * as fs from 'node:fs';
@@ -52,6 +55,17 @@ function lazy(load: () => Promise<CommandModule>) {
 
 const backendOption = () => new Option('--backend <backend>', 'compute backend').choices(['cpu', 'cuda', 'auto']).default('auto');
 const threadsOption = () => new Option('--threads <n>', 'CPU threads (0: all cores)').argParser(integer(0));
+const quantizationOption = () => new Option('--quantization <q>', 'weights: none (as stored), or int8 (quantized at load; int8 files run int8 anyway)')
+  .choices(['none', 'int8']);
+const quantizeLmHeadOption = (text = 'with int8: quantize the LM head too') => new Option('--quantize-lm-head', text);
+
+/** --quantize-lm-head without int8 is a usage error (exit 2), not silently ignored. */
+function lmHeadNeedsInt8(flag: string) {
+  return (_parent: Command, cmd: Command) => {
+    const o = cmd.opts();
+    if (o.quantizeLmHead && o[flag] !== 'int8') cmd.error(`error: --quantize-lm-head needs --${flag} int8`);
+  };
+}
 
 export function buildProgram(): Command {
   const version = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version;
@@ -67,6 +81,9 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'output .safetensors file')
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(quantizationOption())
+    .addOption(quantizeLmHeadOption())
+    .hook('preAction', lmHeadNeedsInt8('quantization'))
     .action(lazy(() => import('./commands/logits')));
 
   program.command('generate')
@@ -86,11 +103,14 @@ export function buildProgram(): Command {
     .option('--max-concurrency <k>', 'prompts in flight at once', integer(1))
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(quantizationOption())
+    .addOption(quantizeLmHeadOption())
     .hook('preAction', (_parent, cmd) => {
       const o = cmd.opts();
       if (o.prompt === undefined && o.prompts === undefined) cmd.error('error: one of --prompt or --prompts is required');
       if (o.prompts !== undefined && o.out === undefined) cmd.error('error: --prompts needs --out');
     })
+    .hook('preAction', lmHeadNeedsInt8('quantization'))
     .action(lazy(() => import('./commands/generate')));
 
   program.command('make-model')
@@ -124,6 +144,9 @@ export function buildProgram(): Command {
     .requiredOption('--model <dir>', 'model folder (HF format)')
     .requiredOption('--to <uri>', 'destination, s3://bucket/prefix/')
     .option('--adapter <dir>', 'PEFT LoRA adapter folder to merge before upload')
+    .addOption(new Option('--quantize <q>', 'int8: upload 8-bit weights (gyre quantize; half the bytes)').choices(['none', 'int8']))
+    .addOption(quantizeLmHeadOption())
+    .hook('preAction', lmHeadNeedsInt8('quantize'))
     .option('--part-size <mib>', 'multipart part size in MiB (default 16)', integer(5))
     .option('--concurrency <n>', 'parts in flight (default 16)', integer(1))
     .action(lazy(() => import('./commands/upload')));
@@ -134,6 +157,27 @@ export function buildProgram(): Command {
     .requiredOption('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors)')
     .requiredOption('--out <dir>', 'output model folder')
     .action(lazy(() => import('./commands/merge')));
+
+  program.command('quantize')
+    .description('write a float model folder as 8-bit weights (int8 per output channel; half the bytes of fp16)')
+    .requiredOption('--model <dir>', 'float model folder (f32, f16 or bf16) or s3://bucket/prefix/')
+    .requiredOption('--out <dir>', 'output folder (new or empty)')
+    .addOption(quantizeLmHeadOption('quantize the LM head too (default: it keeps its dtype)'))
+    .action(lazy(() => import('./commands/quantize')));
+
+  program.command('eval-ppl')
+    .description('perplexity of a text file under a model, with a sliding context (compare fp16 and int8 on your data)')
+    .requiredOption('--model <dir>', 'model folder or s3://bucket/prefix/ (needs tokenizer.json)')
+    .requiredOption('--text <file>', 'UTF-8 text file; tokenized with the model\'s tokenizer, BOS at the start only')
+    .option('--context <n>', 'window length in tokens (default 1024, or the model\'s maximum if smaller)', integer(2))
+    .option('--stride <n>', 'tokens between window starts, 1 to context - 1 (default context / 2)', integer(1))
+    .option('--json', 'print the result as one JSON line')
+    .addOption(backendOption())
+    .addOption(threadsOption())
+    .addOption(quantizationOption())
+    .addOption(quantizeLmHeadOption())
+    .hook('preAction', lmHeadNeedsInt8('quantization'))
+    .action(lazy(() => import('./commands/eval_ppl')));
 
   program.command('convert')
     .description('write a model folder in another format (GGUF, for llama.cpp)')
@@ -186,7 +230,8 @@ export function buildProgram(): Command {
     .option('--drain-timeout <s>', 'seconds in-flight requests get after SIGTERM (env GYRE_DRAIN_TIMEOUT; default 25)', integer(0))
     .option('--gpu-memory-fraction <f>', 'share of GPU memory used, weights + KV cache (env GYRE_GPU_MEMORY_FRACTION; default 0.9)', number)
     .option('--gpu-memory-budget <size>', 'absolute GPU memory cap, e.g. 24G (env GYRE_GPU_MEMORY_BUDGET)')
-    .addOption(new Option('--quantization <q>', 'weights (env GYRE_QUANTIZATION): none; int8 is not available yet').choices(['none', 'int8']))
+    .addOption(new Option('--quantization <q>', 'weights (env GYRE_QUANTIZATION): none (as stored), or int8 (quantized at load)').choices(['none', 'int8']))
+    .addOption(new Option('--quantize-lm-head', 'with int8: quantize the LM head too (env GYRE_QUANTIZE_LM_HEAD)'))
     .action(lazy(() => import('./commands/serve')));
 
   // The prompt is an argument, so the action gets (text, opts) and passes both on.

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ChatTemplate, type ChatMessage, encodeChat } from './chat_template';
 import {
   loadAddon, type NativeEngine, type NativeEngineOptions, type NativeEngineStats, type NativeModelConfig,
-  type NativeSamplingParams, type NativeSeqOutput,
+  type NativeQuantization, type NativeSamplingParams, type NativeSeqOutput,
 } from './native';
 import { type GenerationChunk, RequestStream } from './request_stream';
 import { IncrementalDecoder, Tokenizer } from './tokenizer';
@@ -31,6 +31,8 @@ export interface GenerationRequest extends SamplingOptions {
   maxTokens?: number;
   stop?: string[];             // stop strings: the text is cut at the first match
   promptLogits?: boolean;      // the last chunk carries the logits of every prompt position
+  /** The last chunk carries log p(prompt[i+1] | prompt[..i]) for every position (no prefix caching). */
+  promptLogprobs?: boolean;
 }
 
 const SAMPLING_KEYS = [
@@ -70,6 +72,11 @@ export class Engine {
 
   get backend(): string {
     return this.native.backend();
+  }
+
+  /** The loaded weights: int8 when quantized at load or read from int8 files. */
+  get quantization(): NativeQuantization {
+    return this.config.quantization ?? 'none';
   }
 
   get maxModelLen(): number {
@@ -125,7 +132,8 @@ export class Engine {
       ? new IncrementalDecoder(this.tokenizer, { promptIds: ids, skipSpecial: true })
       : undefined;
     const stream = new RequestStream(id, { decoder, stop: req.stop, abort: () => this.abort(id) });
-    this.native.submit(id, ids, params, req.promptLogits ?? false);
+    if (req.promptLogprobs) this.native.submit(id, ids, params, req.promptLogits ?? false, true);
+    else this.native.submit(id, ids, params, req.promptLogits ?? false);
     this.streams.set(id, stream);
     return stream;
   }
@@ -149,6 +157,23 @@ export class Engine {
     }
     if (!logits) throw new Error(`no logits returned${failure ? `: ${failure}` : ''}`);
     return logits;
+  }
+
+  /** log p(ids[i+1] | ids[0..i]) for i < ids.length - 1 (no BOS added), computed by the engine
+   *  from the float32 logits in double precision: [ids.length - 1]. */
+  async promptLogprobs(ids: number[]): Promise<Float32Array> {
+    let logprobs: Float32Array | undefined;
+    let failure: string | undefined;
+    for await (const chunk of this.generate({ promptIds: ids, maxTokens: 0, temperature: 0, promptLogprobs: true })) {
+      if (chunk.promptLogprobs) logprobs = chunk.promptLogprobs;
+      if (chunk.finishReason === 'error' || chunk.finishReason === 'abort') failure = chunk.error ?? chunk.finishReason;
+    }
+    if (failure) throw new Error(`prompt logprobs failed: ${failure}`);
+    if (!logprobs && ids.length === 1) return new Float32Array(0);
+    if (!logprobs || logprobs.length !== ids.length - 1) {
+      throw new Error(`the engine returned ${logprobs ? logprobs.length : 'no'} prompt logprobs for ${ids.length} tokens`);
+    }
+    return logprobs;
   }
 
   /** Stops the engine thread; unfinished requests end with 'abort'. Safe to call twice. */

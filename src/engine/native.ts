@@ -14,7 +14,15 @@ export interface NativeEngineOptions {
   kvCacheTokens?: number;       // KV pool size in tokens (0: default)
   kvCacheBytes?: number;        // or in bytes
   enablePrefixCaching?: boolean;
+  /** int8: float linear weights are quantized at load (per output channel, symmetric). A model
+   *  whose files are already int8 (`gyre quantize`) runs int8 either way. Default none. */
+  quantization?: NativeQuantization;
+  /** With int8: the LM head too (default false: it stays in its float dtype). */
+  quantizeLmHead?: boolean;
 }
+
+export type NativeQuantization = 'none' | 'int8';
+export const QUANTIZATIONS: readonly NativeQuantization[] = ['none', 'int8'];
 
 export interface NativeSamplingParams {
   temperature?: number;        // 0: greedy
@@ -43,6 +51,9 @@ export interface NativeSeqOutput {
   numPromptTokens: number;
   numCachedTokens: number;
   promptLogits?: Float32Array;  // [numPromptTokens * vocab], with the finishing output
+  /** [numPromptTokens - 1], with the finishing output when asked: entry i is
+   *  log p(prompt[i+1] | prompt[0..i]) (log-softmax of the float32 logits, in double). */
+  promptLogprobs?: Float32Array;
 }
 
 export interface NativeModelConfig {
@@ -62,6 +73,8 @@ export interface NativeModelConfig {
   bosTokenId: number;
   eosTokenIds: number[];
   dtype: 'f32' | 'f16' | 'bf16';
+  /** Of the loaded weights (readConfig: of the files, from config.json's quantization_config). */
+  quantization: NativeQuantization;
 }
 
 export interface NativeEngineStats {
@@ -81,8 +94,10 @@ export interface NativeEngineStats {
 }
 
 export interface NativeEngine {
-  /** Throws for an invalid request (empty prompt, id out of range, too long). */
-  submit(id: number, prompt: number[] | Int32Array, params: NativeSamplingParams, promptLogits: boolean): void;
+  /** Throws for an invalid request (empty prompt, id out of range, too long). promptLogprobs:
+   *  the finishing output carries promptLogprobs; prefix caching does not apply to it. */
+  submit(id: number, prompt: number[] | Int32Array, params: NativeSamplingParams, promptLogits: boolean,
+         promptLogprobs?: boolean): void;
   abort(id: number): void;
   stats(): NativeEngineStats;
   config(): NativeModelConfig;
@@ -100,6 +115,15 @@ export interface NativeAddon {
              onStep: (outputs: NativeSeqOutput[]) => void): Promise<NativeEngine>;
   /** Reads and validates <modelDir>/config.json (synchronous, cheap). */
   readConfig(modelDir: string): Omit<NativeModelConfig, 'dtype'>;
+  /** Symmetric per-row absmax int8 (scale = absmax / 127, q = round-half-even(w / scale) clamped
+   *  to +-127), synchronous; the same function the loader quantizes at load with. data holds
+   *  rows * cols elements of dtype, little-endian. */
+  quantizeInt8(data: Uint8Array, dtype: 'F32' | 'F16' | 'BF16', rows: number, cols: number): NativeInt8Tensor;
+}
+
+export interface NativeInt8Tensor {
+  q: Int8Array;                 // [rows * cols]
+  scale: Float32Array;          // [rows]
 }
 
 let cached: NativeAddon | undefined;

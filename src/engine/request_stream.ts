@@ -24,6 +24,7 @@ export interface GenerationChunk {
   /** The matched stop string, when finishReason is 'stop' because of one. */
   stopString?: string;
   promptLogits?: Float32Array; // [promptTokens * vocab], when requested
+  promptLogprobs?: Float32Array; // [promptTokens - 1], when requested
 }
 
 export interface RequestStreamOptions {
@@ -114,6 +115,7 @@ export class RequestStream implements AsyncIterableIterator<GenerationChunk> {
     if (stop !== undefined) chunk.stopString = stop;
     if (out.error) chunk.error = out.error;
     if (out.promptLogits) chunk.promptLogits = out.promptLogits;
+    if (out.promptLogprobs) chunk.promptLogprobs = out.promptLogprobs;
     chunk.usage = {
       promptTokens: out.numPromptTokens,
       completionTokens: this.completionTokens,

@@ -4,4 +4,5 @@ export { downloadModel, type DownloadOptions, type DownloadResult } from './s3_d
 export { validateModel, formatReport, type ValidationReport, type ValidateOptions } from './validate';
 export { resolveModel, type ResolveOptions, type ResolvedModel } from './model_source';
 export { mergeLora, type MergeResult } from './lora';
+export { quantizeModel, type QuantizeOptions, type QuantizeResult } from './quantize';
 export { type Manifest, MANIFEST_NAME } from './manifest';

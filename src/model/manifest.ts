@@ -20,6 +20,8 @@ export interface Manifest {
   files: ManifestFile[];
   architecture?: string;
   dtype?: string;
+  /** int8 for `gyre quantize` output. */
+  quantization?: string;
   /** What was merged in, for a LoRA upload. */
   adapter?: string;
 }

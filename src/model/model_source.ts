@@ -97,9 +97,9 @@ export async function resolveModel(spec: string | undefined, opts: ResolveOption
   const resolved = await resolveSource(spec, opts);
   if (opts.validate) {
     const { validateModel } = await import('./validate');
-    const { dir, ok, errors, warnings, architecture, dtype, weightBytes, kvCacheTokens } = await validateModel(resolved.dir, { requireTokenizer: false });
+    const { dir, ok, errors, warnings, architecture, dtype, quantization, weightBytes, kvCacheTokens } = await validateModel(resolved.dir, { requireTokenizer: false });
     const log = opts.progress?.log === false ? undefined : opts.progress?.log ?? jsonLineLog;
-    log?.({ event: 'validate', dir, ok, architecture, dtype, weight_bytes: weightBytes, a10g_kv_tokens: kvCacheTokens, warnings, errors });
+    log?.({ event: 'validate', dir, ok, architecture, dtype, quantization, weight_bytes: weightBytes, a10g_kv_tokens: kvCacheTokens, warnings, errors });
     if (!ok) throw new Error(`${dir}: not a valid model: ${errors.join('; ')}`);
   }
   return resolved;

@@ -1,6 +1,7 @@
 // Bring-your-own model upload: validate, hash, multipart-upload every model file in parallel
 // (lib-storage), then write gyre-manifest.json last, so a reader that finds the manifest
-// knows the upload finished. A LoRA adapter is merged first (into a temporary folder).
+// knows the upload finished. A LoRA adapter is merged first, and --quantize int8 writes 8-bit
+// weights (`gyre quantize`) before the upload, each into a temporary folder removed afterwards.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +15,10 @@ import { formatReport, validateModel, type ValidationReport } from './validate';
 export interface UploadOptions {
   /** A PEFT LoRA adapter folder to merge into the model before upload. */
   adapter?: string;
+  /** int8: upload 8-bit weights (`gyre quantize`), half the bytes; the folder must be float. */
+  quantize?: 'none' | 'int8';
+  /** With quantize int8: the LM head too. */
+  quantizeLmHead?: boolean;
   partSize?: number;        // multipart part size (default 16 MiB)
   concurrency?: number;     // parts in flight across all files (default 16)
   client?: S3Client;
@@ -40,10 +45,21 @@ export async function uploadModel(dir: string, to: string, opts: UploadOptions =
       modelDir = path.join(tmp, 'model');
       await mergeLora(dir, opts.adapter, modelDir);   // validates the result
     }
+    if (opts.quantizeLmHead && opts.quantize !== 'int8') throw new Error('--quantize-lm-head needs --quantize int8');
+    if (opts.quantize === 'int8') {
+      const { quantizeModel } = await import('./quantize');
+      tmp ??= fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-quantize-'));
+      const out = path.join(tmp, 'int8');
+      await quantizeModel(modelDir, out, { quantizeLmHead: opts.quantizeLmHead, progress: opts.progress });   // validates the result
+      modelDir = out;
+    } else if (opts.quantize !== undefined && opts.quantize !== 'none') {
+      throw new Error(`--quantize ${String(opts.quantize)}: expected none or int8`);
+    }
     const report = await validateModel(modelDir);
     if (!report.ok) throw new Error(`refusing to upload an invalid model:\n${formatReport(report)}`);
     const manifest = await buildManifest(modelDir, {
       architecture: report.architecture, dtype: report.dtype,
+      ...(report.quantization === 'int8' ? { quantization: 'int8' } : {}),
       ...(opts.adapter ? { adapter: path.basename(path.resolve(opts.adapter)) } : {}),
     });
     const client = await makeS3Client({ client: opts.client, maxSockets: opts.concurrency ?? 16 });

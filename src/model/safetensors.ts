@@ -5,12 +5,12 @@
 // start of the data; "__metadata__" holds string-to-string metadata.
 import * as fs from 'node:fs';
 
-export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
+export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I8';
 
-export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4 };
+export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I8: 1 };
 
 /** F16 and BF16 come back as raw bits in a Uint16Array. */
-export type TensorData = Float32Array | Uint16Array | BigInt64Array | Int32Array;
+export type TensorData = Float32Array | Uint16Array | BigInt64Array | Int32Array | Int8Array;
 
 export interface TensorInfo {
   dtype: DType;
@@ -183,6 +183,7 @@ function typedView(dtype: DType, buf: ArrayBuffer): TensorData {
     case 'F16': case 'BF16': return new Uint16Array(buf);
     case 'I64': return new BigInt64Array(buf);
     case 'I32': return new Int32Array(buf);
+    case 'I8': return new Int8Array(buf);
   }
 }
 

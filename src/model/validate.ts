@@ -1,14 +1,23 @@
 // Checks a model folder before serving or upload, collecting every problem with the file and
 // the field or tensor it concerns. config.json goes through the engine's own parser (the addon's
 // readConfig: architecture, fields, GQA divisibility, rope scaling); here we add what the engine
-// only finds by loading, or not at all: tensor shapes and dtypes against the config, the shard
-// index against the shard files, duplicates, the tokenizer's vocabulary, the chat template.
+// only finds by loading, or not at all: tensor shapes and dtypes against the config (with the
+// int8 layout of `gyre quantize` when config.json says gyre_int8), the shard index against the
+// shard files, duplicates, the tokenizer's vocabulary, the chat template.
 //
 // Memory (reported for one A10G):
 //   kv bytes/token = 2 (K and V) * layers * kv_heads * head_dim * 2 (fp16)
 //   kv tokens      = floor((fraction * gpu_bytes - weight_bytes - overhead) / kv bytes/token)
+//   conversations  = floor(kv tokens / 1040), 960 prompt + 80 output tokens each (gyre bench's caps)
 // with gpu_bytes = 23,028 MiB (what an A10G reports), fraction 0.9, overhead 1 GiB (activations,
-// CUDA context, workspaces); weight_bytes as stored.
+// CUDA context, workspaces). weight_bytes, in `weightBytes` / `kvCacheTokens`: as stored. In
+// `a10g`, both ways the GPU can hold the weights:
+//   fp16: 2 bytes per parameter (the CUDA backend holds float weights in fp16/bf16; norms, in
+//         f32 there, are < 0.01% and counted at 2)
+//   int8: every layer's linear weights 1 byte per element + a 4-byte scale per output row; the
+//         embedding, the norms and the LM head stay float (2 bytes per parameter); a folder
+//         whose LM head is int8 counts it like a linear weight.
+// An int8 folder is reported as int8 only.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NativeModelConfig } from '../engine/native';
@@ -17,6 +26,17 @@ import { SafetensorsFile, type TensorInfo } from './safetensors';
 export const A10G_BYTES = 23_028 * 2 ** 20;
 export const DEFAULT_MEMORY_FRACTION = 0.9;
 export const OVERHEAD_BYTES = 2 ** 30;
+/** One conversation of the bench workload: a 960-token prompt and 80 new tokens. */
+export const CONVERSATION_TOKENS = 960 + 80;
+
+/** What one way of holding the weights leaves on the GPU. */
+export interface GpuMemory {
+  weightBytes: number;
+  /** KV-cache tokens that fit next to the weights; negative: the weights alone do not fit. */
+  kvCacheTokens: number;
+  /** 960 + 80-token conversations whose KV cache fits at once (0 when none). */
+  conversations: number;
+}
 
 export interface ValidateOptions {
   gpuBytes?: number;
@@ -41,7 +61,39 @@ export interface ValidationReport {
   memoryFraction: number;
   tokenizerVocab?: number;
   chatTemplate?: string;
+  /** int8: the files are `gyre quantize` output (config.json quantization_config gyre_int8). */
+  quantization?: 'none' | 'int8';
+  /** The A10G budget with fp16 and with int8 weights (an int8 folder: int8 only). */
+  a10g?: { fp16?: GpuMemory; int8: GpuMemory };
 }
+
+/** config.json's quantization_config, when it is Gyre's int8. */
+export interface Int8Config {
+  quant_method: 'gyre_int8';
+  bits: 8;
+  group: 'per_output_channel';
+  symmetric: true;
+  lm_head: boolean;
+  source_dtype: string;
+}
+
+/** Reads <dir>/config.json's quantization_config; undefined without one (or without config.json). */
+export function readQuantizationConfig(dir: string): Record<string, unknown> | undefined {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) return undefined;
+  const q = (JSON.parse(fs.readFileSync(file, 'utf8')) as { quantization_config?: unknown }).quantization_config;
+  return q && typeof q === 'object' ? q as Record<string, unknown> : undefined;
+}
+
+const LINEAR_RE = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+
+/** A layer's linear weight (what int8 quantizes): q/k/v/o, gate/up/down. */
+export function isLinearWeight(name: string): boolean {
+  return LINEAR_RE.test(name);
+}
+
+/** The scale tensor of an int8 weight: `<name>_scale`, F32 [rows]. */
+export const scaleName = (name: string) => `${name}_scale`;
 
 type ModelConfig = Omit<NativeModelConfig, 'dtype'>;
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
@@ -209,40 +261,96 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
     return r;
   }
   r.architecture = c.architecture;
+  let quant: Record<string, unknown> | undefined;
+  try {
+    quant = readQuantizationConfig(dir);
+  } catch (e) {
+    r.errors.push(`${path.join(dir, 'config.json')}: not valid JSON (${(e as Error).message})`);
+  }
+  const int8 = quant?.quant_method === 'gyre_int8';
+  const int8LmHead = int8 && quant?.lm_head === true;
+  r.quantization = int8 ? 'int8' : 'none';
   const tensors = collectTensors(dir, r.errors, r.warnings);
   const expected = expectedTensors(c);
+  if (int8LmHead && !expected.has('lm_head.weight')) expected.set('lm_head.weight', [c.vocabSize, c.hiddenSize]);
   const dtypes = new Set<string>();
   let params = 0, bytes = 0;
+  // For the A10G report: elements and rows of the (int8 or quantizable) linear weights, other elements.
+  let linearElems = 0, linearRows = 0, otherElems = 0;
+  const used = new Set<string>();
   for (const [name, shape] of expected) {
     const t = tensors.get(name);
     if (!t) {
       if (tensors.size) r.errors.push(`${dir}: tensor '${name}' is missing (config.json expects shape [${shape.join(', ')}])`);
       continue;
     }
-    if (!FLOAT_DTYPES.has(t.info.dtype)) r.errors.push(`${t.file}: tensor '${name}' has dtype ${t.info.dtype}; expected F32, F16 or BF16`);
+    used.add(name);
+    const quantized = int8 && (isLinearWeight(name) || (int8LmHead && name === 'lm_head.weight'));
+    if (quantized) {
+      if (t.info.dtype !== 'I8') r.errors.push(`${t.file}: tensor '${name}' has dtype ${t.info.dtype}; expected I8 (config.json quantization_config is gyre_int8)`);
+      const sName = scaleName(name);
+      const sc = tensors.get(sName);
+      used.add(sName);
+      if (!sc) {
+        if (tensors.size) r.errors.push(`${dir}: tensor '${sName}' is missing (the F32 [${shape[0]}] scales of the int8 weight '${name}')`);
+      } else if (sc.info.dtype !== 'F32' || sc.info.shape.join() !== String(shape[0])) {
+        r.errors.push(`${sc.file}: tensor '${sName}' is ${sc.info.dtype} [${sc.info.shape.join(', ')}], expected F32 [${shape[0]}]`);
+      } else {
+        bytes += sc.info.end - sc.info.begin;
+      }
+    } else if (t.info.dtype === 'I8') {
+      r.errors.push(`${t.file}: tensor '${name}' has dtype I8, but ` + (int8
+        ? 'only the layers\' linear weights (and the LM head with quantization_config.lm_head) are int8'
+        : 'config.json has no quantization_config (gyre_int8); write int8 models with `gyre quantize`'));
+    } else {
+      if (!FLOAT_DTYPES.has(t.info.dtype)) r.errors.push(`${t.file}: tensor '${name}' has dtype ${t.info.dtype}; expected F32, F16 or BF16`);
+      dtypes.add(t.info.dtype);
+    }
     if (t.info.shape.join() !== shape.join()) {
       r.errors.push(`${t.file}: tensor '${name}' has shape [${t.info.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`);
     }
-    dtypes.add(t.info.dtype);
-    params += t.info.shape.reduce((a, b) => a * b, 1);
+    const n = t.info.shape.reduce((a, b) => a * b, 1);
+    params += n;
     bytes += t.info.end - t.info.begin;
+    if (quantized || (!int8 && isLinearWeight(name))) { linearElems += n; linearRows += t.info.shape[0] ?? 0; } else otherElems += n;
   }
-  const unused = [...tensors.keys()].filter((n) => !expected.has(n));
+  const unused = [...tensors.keys()].filter((n) => !used.has(n) && !expected.has(n));
   if (unused.length) r.warnings.push(`${unused.length} tensors are not used and are ignored (e.g. '${unused[0]}')`);
   if (dtypes.size > 1) r.warnings.push(`mixed weight dtypes: ${[...dtypes].join(', ')}`);
-  r.dtype = [...dtypes].join('+').toLowerCase() || undefined;
+  r.dtype = (int8 ? ['I8', ...dtypes] : [...dtypes]).join('+').toLowerCase() || undefined;
   r.numParameters = params;
   r.weightBytes = bytes;
   r.kvBytesPerToken = 2 * c.numLayers * c.numKvHeads * c.headDim * 2;
-  r.kvCacheTokens = Math.floor((r.memoryFraction * r.gpuBytes - bytes - OVERHEAD_BYTES) / r.kvBytesPerToken);
+  r.kvCacheTokens = kvTokens(r, bytes);
+  const int8Bytes = int8WeightBytes(linearElems + otherElems, linearElems, linearRows);
+  const budget = (weightBytes: number) => gpuMemory(weightBytes, r.kvBytesPerToken!, r.gpuBytes, r.memoryFraction);
+  r.a10g = int8 ? { int8: budget(int8Bytes) } : { fp16: budget(2 * params), int8: budget(int8Bytes) };
   if (r.kvCacheTokens < c.maxPositionEmbeddings) {
     r.warnings.push(`on a ${(r.gpuBytes / 2 ** 30).toFixed(1)} GiB GPU at fraction ${r.memoryFraction}, the KV cache ` +
-      `holds ${Math.max(0, r.kvCacheTokens)} tokens, less than one ${c.maxPositionEmbeddings}-token context`);
+      `holds ${Math.max(0, r.kvCacheTokens)} tokens, less than one ${c.maxPositionEmbeddings}-token context` +
+      (!int8 && r.a10g.int8.kvCacheTokens >= c.maxPositionEmbeddings
+        ? `; with 8-bit weights (--quantization int8) it holds ${r.a10g.int8.kvCacheTokens}` : ''));
   }
   checkTokenizer(dir, c, r, opts.requireTokenizer ?? true);
   await checkChatTemplate(dir, r);
   r.ok = r.errors.length === 0;
   return r;
+}
+
+function kvTokens(r: ValidationReport, weightBytes: number): number {
+  return gpuMemory(weightBytes, r.kvBytesPerToken!, r.gpuBytes, r.memoryFraction).kvCacheTokens;
+}
+
+/** The GPU budget for weights of weightBytes (the formula at the top of this file). */
+export function gpuMemory(weightBytes: number, kvBytesPerToken: number, gpuBytes = A10G_BYTES,
+                          memoryFraction = DEFAULT_MEMORY_FRACTION): GpuMemory {
+  const kvCacheTokens = Math.floor((memoryFraction * gpuBytes - weightBytes - OVERHEAD_BYTES) / kvBytesPerToken);
+  return { weightBytes, kvCacheTokens, conversations: Math.max(0, Math.floor(kvCacheTokens / CONVERSATION_TOKENS)) };
+}
+
+/** GPU bytes of int8 weights: linear elements at 1 byte + a 4-byte scale per row; the rest fp16. */
+export function int8WeightBytes(numParameters: number, linearElements: number, linearRows: number): number {
+  return linearElements + 4 * linearRows + 2 * (numParameters - linearElements);
 }
 
 /** A short human summary of a report (one line per fact, then every problem). */
@@ -254,6 +362,13 @@ export function formatReport(r: ValidationReport): string {
   if (r.kvBytesPerToken !== undefined) {
     lines.push(`  kv cache       ${r.kvBytesPerToken.toLocaleString('en-US')} bytes/token (fp16); ` +
       `${Math.max(0, r.kvCacheTokens ?? 0).toLocaleString('en-US')} tokens fit on an A10G (${gb(r.gpuBytes)} x ${r.memoryFraction} - weights - 1 GiB)`);
+  }
+  for (const [way, m] of Object.entries(r.a10g ?? {})) {
+    if (!m) continue;
+    const fits = m.kvCacheTokens > 0
+      ? `${m.kvCacheTokens.toLocaleString('en-US')} KV tokens, ${m.conversations.toLocaleString('en-US')} conversations of 960+80 tokens`
+      : 'does not fit';
+    lines.push(`  A10G ${way.padEnd(9)} weights ${gb(m.weightBytes)}: ${fits}`);
   }
   if (r.tokenizerVocab !== undefined) lines.push(`  tokenizer      ${r.tokenizerVocab} tokens`);
   if (r.chatTemplate) lines.push(`  chat template  ${r.chatTemplate}`);

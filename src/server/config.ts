@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export type Backend = 'auto' | 'cpu' | 'cuda';
+export type Quantization = 'none' | 'int8';
 
 export interface ServeConfig {
   /** A folder, an s3:// URI (refused at load for now), or undefined (nothing found). */
@@ -23,6 +24,8 @@ export interface ServeConfig {
   emfIntervalMs: number;          // 0: no EMF lines
   gpuMemoryFraction?: number;     // share of GPU memory the CUDA backend uses (its default: 0.9)
   gpuMemoryBudget?: string;       // absolute cap, e.g. 24G (emulates an A10G on a larger card)
+  quantization: Quantization;     // int8: float weights quantized at load (int8 files run int8 anyway)
+  quantizeLmHead: boolean;        // with int8: the LM head too
 }
 
 export class ConfigError extends Error {}
@@ -69,12 +72,24 @@ function modelSetting(flags: Record<string, unknown>, env: Env): { model?: strin
   return { from: 'none' };
 }
 
-// 8-bit weights are a later issue: refusing the setting beats ignoring it.
-function quantizationSetting(flags: Record<string, unknown>, env: Env): void {
-  const raw = String(flags.quantization ?? env.GYRE_QUANTIZATION ?? 'none');
-  if (raw === 'none') return;
-  if (raw === 'int8') throw new ConfigError('GYRE_QUANTIZATION=int8: 8-bit weights are not available in this build yet; use none');
-  throw new ConfigError(`GYRE_QUANTIZATION=${raw}: expected none or int8`);
+function quantizationSettings(flags: Record<string, unknown>, env: Env): Pick<ServeConfig, 'quantization' | 'quantizeLmHead'> {
+  const fromFlag = flags.quantization !== undefined;
+  const raw = String(flags.quantization ?? (env.GYRE_QUANTIZATION || 'none'));
+  if (raw !== 'none' && raw !== 'int8') {
+    throw new ConfigError(`${fromFlag ? '--quantization ' : 'GYRE_QUANTIZATION='}${raw}: expected none or int8`);
+  }
+  let quantizeLmHead = false;
+  const head = flags.quantizeLmHead ?? env.GYRE_QUANTIZE_LM_HEAD;
+  if (typeof head === 'boolean') quantizeLmHead = head;
+  else if (head !== undefined && head !== '') {
+    const v = String(head).toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) quantizeLmHead = true;
+    else if (!['0', 'false', 'no', 'off'].includes(v)) throw new ConfigError(`GYRE_QUANTIZE_LM_HEAD=${String(head)}: expected true or false`);
+  }
+  if (quantizeLmHead && raw !== 'int8') {
+    throw new ConfigError('GYRE_QUANTIZE_LM_HEAD / --quantize-lm-head needs GYRE_QUANTIZATION=int8 (--quantization int8)');
+  }
+  return { quantization: raw, quantizeLmHead };
 }
 
 function gpuMemorySettings(flags: Record<string, unknown>, env: Env): Pick<ServeConfig, 'gpuMemoryFraction' | 'gpuMemoryBudget'> {
@@ -98,7 +113,7 @@ function gpuMemorySettings(flags: Record<string, unknown>, env: Env): Pick<Serve
 }
 
 export function resolveConfig(flags: Record<string, unknown>, env: Env = process.env): ServeConfig {
-  quantizationSetting(flags, env);
+  const quantization = quantizationSettings(flags, env);
   const { model, from } = modelSetting(flags, env);
   const backendRaw = String(flags.backend ?? env.GYRE_BACKEND ?? 'auto');
   if (!['auto', 'cpu', 'cuda'].includes(backendRaw)) {
@@ -121,5 +136,6 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     drainTimeoutMs: 1000 * (intSetting(flags, 'drainTimeout', env, ['GYRE_DRAIN_TIMEOUT'], 0) ?? DEFAULTS.drainTimeoutS),
     emfIntervalMs: 1000 * (intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? DEFAULTS.emfIntervalS),
     ...gpuMemorySettings(flags, env),
+    ...quantization,
   };
 }

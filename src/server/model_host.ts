@@ -29,6 +29,8 @@ function engineOptions(cfg: ServeConfig): EngineOptions {
   if (cfg.threads !== undefined) o.numThreads = cfg.threads;
   if (cfg.maxModelLen !== undefined) o.maxModelLen = cfg.maxModelLen;
   if (cfg.maxBatchTokens !== undefined) o.maxNumBatchedTokens = cfg.maxBatchTokens;
+  if (cfg.quantization === 'int8') o.quantization = 'int8';
+  if (cfg.quantizeLmHead) o.quantizeLmHead = true;
   return o;
 }
 
@@ -56,7 +58,10 @@ export class ModelHost {
   /** Loads, warms up, and becomes ready; on any failure becomes failed with the reason. */
   async load(): Promise<void> {
     const t0 = performance.now();
-    this.logger.info({ model: this.cfg.model, from: this.cfg.modelFrom, backend: this.cfg.backend }, 'loading the model');
+    this.logger.info({
+      model: this.cfg.model, from: this.cfg.modelFrom, backend: this.cfg.backend, quantization: this.cfg.quantization,
+      ...(this.cfg.quantizeLmHead ? { quantize_lm_head: true } : {}),
+    }, 'loading the model');
     try {
       const dir = await this.resolve();
       const load = this.loadEngine ?? (await import('../engine/engine')).Engine.load;
@@ -68,7 +73,8 @@ export class ModelHost {
       this.state = 'ready';
       this.reason = 'ready';
       this.logger.info({
-        model: model.name, backend: this.engine.backend, max_model_len: model.limits.maxModelLen,
+        model: model.name, backend: this.engine.backend, dtype: this.engine.config.dtype, quantization: this.engine.quantization,
+        max_model_len: model.limits.maxModelLen,
         max_input_tokens: model.limits.maxInputTokens, load_ms: Math.round(performance.now() - t0),
       }, 'model ready');
     } catch (e) {

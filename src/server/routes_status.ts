@@ -27,6 +27,7 @@ export function addStatusRoutes(router: Router, ctx: ServerContext): void {
       model_id: model.name,
       model_sha: null,
       model_dtype: model.engine.config.dtype,
+      quantization: model.engine.quantization,   // Gyre's: none, or int8 weights
       model_device_type: model.engine.backend,
       model_pipeline_tag: 'text-generation',
       max_concurrent_requests: cfg.maxSeqs + cfg.maxWaiting,

@@ -163,6 +163,25 @@ describe('engine behaviour', () => {
     expect(last.promptLogits!.length).toBe(9 * 320);
   });
 
+  test('promptLogprobs: log-softmax of the prompt logits, every position, even when the prefix is cached', async () => {
+    const ids = long.slice(0, 40);
+    const logits = await engine.logits(ids);
+    // Cache the prefix first: a prompt-logprobs request must still compute every position.
+    await collect(engine.generate(greedy(ids, 1)));
+    const lp = await engine.promptLogprobs(ids);
+    expect(lp).toHaveLength(ids.length - 1);
+    for (let i = 0; i + 1 < ids.length; i++) {
+      const row = logits.subarray(i * 320, (i + 1) * 320);
+      let max = -Infinity, sum = 0;
+      for (const x of row) max = Math.max(max, x);
+      for (const x of row) sum += Math.exp(x - max);
+      const want = row[ids[i + 1]] - max - Math.log(sum);
+      expect(Math.abs(lp[i] - want)).toBeLessThanOrEqual(Math.abs(want) * 2 ** -23);   // float32 rounding of a double
+    }
+    expect(await engine.promptLogprobs([ids[0]])).toHaveLength(0);
+    expect(engine.quantization).toBe('none');
+  });
+
   test('a seed gives the same tokens', async () => {
     const req = { promptIds: long.slice(0, 10), temperature: 1, seed: 7, ignoreEos: true, maxTokens: 16 };
     const [a, b] = await Promise.all([collect(engine.generate(req)), collect(engine.generate(req))]);

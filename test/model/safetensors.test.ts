@@ -43,6 +43,25 @@ describe('round trip', () => {
     expect([...f.readF32('g.scalar')]).toEqual([42]);
   });
 
+  test('I8 tensors (8-bit weights) round-trip as Int8Array, byte for byte', () => {
+    const q = Int8Array.from([-127, -1, 0, 1, 127, 5]);
+    const file = path.join(tmp, 'i8.safetensors');
+    writeSafetensors(file, [
+      { name: 'w', dtype: 'I8', shape: [2, 3], data: q },
+      { name: 'w_scale', dtype: 'F32', shape: [2], data: Float32Array.from([0.5, 0.25]) },
+      { name: 'odd', dtype: 'I8', shape: [3], data: function* () { yield Int8Array.from([1]); yield Int8Array.from([-2, 3]); } },
+    ]);
+    const f = SafetensorsFile.open(file);
+    expect(f.info('w')).toMatchObject({ dtype: 'I8', shape: [2, 3], begin: 0, end: 6 });
+    expect(f.info('w_scale')).toMatchObject({ begin: 6, end: 14 });   // no padding between tensors
+    const w = f.read('w');
+    expect(w.data).toBeInstanceOf(Int8Array);
+    expect([...w.data as Int8Array]).toEqual([...q]);
+    expect([...f.read('odd').data as Int8Array]).toEqual([1, -2, 3]);
+    expect(() => f.readF32('w')).toThrow(/is I8, not floating point/);
+    expect(() => writeSafetensors(file, [{ name: 'x', dtype: 'I8', shape: [4], data: new Int8Array(3) }])).toThrow(/got 3 bytes of data, shape needs 4/);
+  });
+
   test('the header is space-padded to a multiple of 8 bytes', () => {
     const file = path.join(tmp, 'pad.safetensors');
     writeSafetensors(file, [{ name: 'x', dtype: 'F32', shape: [1], data: Float32Array.from([1]) }]);

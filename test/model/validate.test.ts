@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/cli/main';
 import { readSafetensors, type Tensor, type TensorSpec, writeSafetensors } from '../../src/model/safetensors';
-import { A10G_BYTES, validateModel } from '../../src/model/validate';
+import { A10G_BYTES, gpuMemory, int8WeightBytes, validateModel } from '../../src/model/validate';
 import { captureOutput } from './s3_helpers';
 
 const DEMO = path.resolve(__dirname, '..', '..', 'models', 'demo');
@@ -70,6 +70,61 @@ test('Llama-2-7B-sized weights leave about 13.7k KV tokens on an A10G', async ()
   const weights = 2 * (2 * s.vocab * s.hidden + s.hidden + s.layers * (4 * s.hidden ** 2 + 3 * s.hidden * s.intermediate + 2 * s.hidden));
   const perToken = 2 * s.layers * s.kvHeads * (s.hidden / s.heads) * 2;
   expect(Math.floor((0.9 * A10G_BYTES - weights - 2 ** 30) / perToken)).toBe(13697);
+});
+
+describe('the A10G budget, fp16 and int8', () => {
+  // tiny (the demo): hidden 64, 2 layers, heads 4 (head dim 16), kv heads 2, intermediate 176, vocab 32000, tied.
+  const linearPerLayer = 64 * 64 + 32 * 64 + 32 * 64 + 64 * 64 + 3 * 176 * 64;   // q k v o, gate up down
+  const rowsPerLayer = 64 + 32 + 32 + 64 + 176 + 176 + 64;                      // their output rows
+  const params = 32000 * 64 + 64 + 2 * (linearPerLayer + 2 * 64);
+  const usable = 0.9 * 23_028 * 2 ** 20 - 2 ** 30;                               // fraction x A10G - 1 GiB
+
+  test('a float folder is reported both ways, with the figures computed by hand', async () => {
+    const r = await validateModel(DEMO);
+    expect(r.quantization).toBe('none');
+    const fp16 = 2 * params;
+    const int8 = 2 * linearPerLayer + 4 * 2 * rowsPerLayer + 2 * (32000 * 64 + 64 + 2 * 2 * 64);
+    expect(int8).toBe(4_193_664);   // 2 * 46,080 linear bytes + 4 * 1,216 scale bytes + 4,096,640 embedding and norm bytes
+    const kv = (w: number) => Math.floor((usable - w) / 256);
+    expect(r.a10g).toEqual({
+      fp16: { weightBytes: fp16, kvCacheTokens: kv(fp16), conversations: Math.floor(kv(fp16) / 1040) },
+      int8: { weightBytes: int8, kvCacheTokens: kv(int8), conversations: Math.floor(kv(int8) / 1040) },
+    });
+    const io = captureOutput();
+    expect(await main(['node', 'gyre', 'validate', '--model', DEMO])).toBe(0);
+    expect(io.stdout()).toContain(`A10G int8      weights 0.00 GB: ${kv(int8).toLocaleString('en-US')} KV tokens, ` +
+      `${Math.floor(kv(int8) / 1040).toLocaleString('en-US')} conversations of 960+80 tokens`);
+  });
+
+  test('Llama-2-13B: 26.0 GB in fp16 does not fit; int8 is 13.35 GB and leaves 8,918 KV tokens (8 conversations)', () => {
+    // hidden 5120, intermediate 13824, 40 layers, 40 heads = 40 KV heads of 128, vocab 32000, untied.
+    const linear = 40 * (4 * 5120 * 5120 + 3 * 5120 * 13824);        // 12,687,769,600
+    const rows = 40 * (4 * 5120 + 2 * 13824 + 5120);                   // 2,129,920 scales
+    const other = 2 * 32000 * 5120 + 40 * 2 * 5120 + 5120;             // embedding, LM head, norms: 328,094,720
+    expect(linear + other).toBe(13_015_864_320);
+    expect(int8WeightBytes(linear + other, linear, rows)).toBe(12_687_769_600 + 8_519_680 + 656_189_440);
+    const perToken = 2 * 40 * 40 * 128 * 2;                             // 819,200 bytes of fp16 K and V
+    expect(gpuMemory(2 * (linear + other), perToken)).toEqual({ weightBytes: 26_031_728_640, kvCacheTokens: -6560, conversations: 0 });
+    // (0.9 * 23,028 MiB - 26,031,728,640 - 1 GiB) / 819,200 = -6559.5: the weights alone overflow the budget.
+    // (21,731,947,315.2 - 13,352,478,720 - 1,073,741,824) / 819,200 = 8918.1
+    expect(gpuMemory(13_352_478_720, perToken)).toEqual({ weightBytes: 13_352_478_720, kvCacheTokens: 8918, conversations: 8 });
+  });
+
+  test('the int8 layout is checked: I8 without quantization_config, a missing scale, a float weight in an int8 folder', async () => {
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const dir = copy();
+    rewrite(dir, (t) => t.map((s) => (s.name === name ? { ...s, dtype: 'I8', data: new Int8Array(64 * 64) } : s)));
+    expect((await validateModel(dir)).errors).toEqual([`${dir}/model.safetensors: tensor '${name}' has dtype I8, but config.json ` +
+      'has no quantization_config (gyre_int8); write int8 models with `gyre quantize`']);
+    editConfig(dir, { quantization_config: { quant_method: 'gyre_int8', bits: 8, group: 'per_output_channel', symmetric: true, lm_head: false, source_dtype: 'F16' } });
+    const r = await validateModel(dir);
+    expect(r.quantization).toBe('int8');
+    expect(r.a10g?.fp16).toBeUndefined();
+    expect(r.errors).toContain(`${dir}: tensor '${name}_scale' is missing (the F32 [64] scales of the int8 weight '${name}')`);
+    expect(r.errors).toContain(`${dir}/model.safetensors: tensor 'model.layers.0.self_attn.k_proj.weight' has dtype F16; expected I8 (config.json quantization_config is gyre_int8)`);
+    rewrite(dir, (t) => [...t, { name: `${name}_scale`, dtype: 'F16', shape: [64], data: new Uint16Array(64) }]);
+    expect((await validateModel(dir)).errors).toContain(`${dir}/model.safetensors: tensor '${name}_scale' is F16 [64], expected F32 [64]`);
+  });
 });
 
 test('a wrong shape names the file, the tensor, and both shapes', async () => {

@@ -13,19 +13,37 @@ test('defaults need no settings', () => {
     model: undefined, modelFrom: 'none', servedModelName: undefined, host: '0.0.0.0', port: 8080, backend: 'auto',
     maxModelLen: undefined, maxInputTokens: undefined, maxBatchTokens: undefined, maxSeqs: 256, maxWaiting: 1024,
     threads: undefined, drainTimeoutMs: 25_000, emfIntervalMs: 10_000, gpuMemoryFraction: undefined, gpuMemoryBudget: undefined,
+    quantization: 'none', quantizeLmHead: false,
   });
 });
 
-test('GPU memory settings are checked; int8 is refused until it exists, never silently ignored', () => {
+test('GPU memory settings are checked', () => {
   expect(resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '0.8', GYRE_GPU_MEMORY_BUDGET: '22G' }))
     .toMatchObject({ gpuMemoryFraction: 0.8, gpuMemoryBudget: '22G' });
   expect(resolveConfig({ gpuMemoryFraction: 0.5, gpuMemoryBudget: '20000M' }, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '0.8' }))
     .toMatchObject({ gpuMemoryFraction: 0.5, gpuMemoryBudget: '20000M' });
   expect(() => resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '1.5' })).toThrow(/GYRE_GPU_MEMORY_FRACTION=1.5: expected a number in \(0, 1\]/);
   expect(() => resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_BUDGET: 'lots' })).toThrow(/GYRE_GPU_MEMORY_BUDGET=lots: expected a size/);
-  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'none' })).toMatchObject({ backend: 'auto' });
-  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int8' })).toThrow(/int8: 8-bit weights are not available/);
-  expect(() => resolveConfig({ quantization: 'int4' }, noModelRoot)).toThrow(/expected none or int8/);
+});
+
+test('8-bit weights: GYRE_QUANTIZATION / --quantization int8, GYRE_QUANTIZE_LM_HEAD; junk is refused by name', () => {
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'none' })).toMatchObject({ quantization: 'none', quantizeLmHead: false });
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: '' })).toMatchObject({ quantization: 'none' });
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int8' })).toMatchObject({ quantization: 'int8', quantizeLmHead: false });
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int8', GYRE_QUANTIZE_LM_HEAD: 'true' }))
+    .toMatchObject({ quantization: 'int8', quantizeLmHead: true });
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int8', GYRE_QUANTIZE_LM_HEAD: '0' })).toMatchObject({ quantizeLmHead: false });
+  // The flag wins over the environment, both ways.
+  expect(resolveConfig({ quantization: 'int8', quantizeLmHead: true }, { ...noModelRoot, GYRE_QUANTIZATION: 'none' }))
+    .toMatchObject({ quantization: 'int8', quantizeLmHead: true });
+  expect(resolveConfig({ quantization: 'none' }, { ...noModelRoot, GYRE_QUANTIZATION: 'int8' })).toMatchObject({ quantization: 'none' });
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int4' })).toThrow('GYRE_QUANTIZATION=int4: expected none or int8');
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'INT8' })).toThrow(/GYRE_QUANTIZATION=INT8: expected none or int8/);
+  expect(() => resolveConfig({ quantization: 'fp8' }, noModelRoot)).toThrow('--quantization fp8: expected none or int8');
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZATION: 'int8', GYRE_QUANTIZE_LM_HEAD: 'maybe' }))
+    .toThrow('GYRE_QUANTIZE_LM_HEAD=maybe: expected true or false');
+  // An LM head setting without int8 would be silently ignored: refused instead.
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_QUANTIZE_LM_HEAD: '1' })).toThrow(/needs GYRE_QUANTIZATION=int8/);
 });
 
 test('TGI / LMI / SageMaker names are honoured; GYRE_* wins over them; flags win over all', () => {

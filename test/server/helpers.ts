@@ -23,6 +23,7 @@ export function testConfig(over: Partial<ServeConfig> = {}): ServeConfig {
   return {
     model: demoModel(), modelFrom: 'test', host: '127.0.0.1', port: 0, backend: 'cpu',
     maxSeqs: DEFAULTS.maxSeqs, maxWaiting: DEFAULTS.maxWaiting, drainTimeoutMs: 25_000, emfIntervalMs: 0,
+    quantization: 'none', quantizeLmHead: false,
     ...over,
   };
 }

@@ -125,3 +125,19 @@ test('past the drain timeout, the requests still running are aborted with an err
   for (const r of aborted) expect(r.error).toMatch(/^the request was aborted/);
   expect(c.logs.some((l) => l.msg === 'drain timed out: aborting the requests still running')).toBe(true);
 });
+
+test('GYRE_QUANTIZATION=int8 serves 8-bit weights and says so in the startup log and /info; junk stops the server', async () => {
+  const c = serve(['--backend', 'cpu', '--model', demoModel(), '--port', '0'], { GYRE_QUANTIZATION: 'int8' });
+  const url = await started(c);
+  expect(c.logs.find((l) => l.msg === 'loading the model')).toMatchObject({ quantization: 'int8' });
+  expect(c.logs.find((l) => l.msg === 'model ready')).toMatchObject({ quantization: 'int8', dtype: 'f16' });
+  expect((await get(`${url}/info`)).json).toMatchObject({ model_dtype: 'f16', quantization: 'int8' });
+  const res = await post(`${url}/generate`, { inputs: 'Once upon a time', parameters: { max_new_tokens: 4 } });
+  expect(res.status).toBe(200);
+  c.proc.kill('SIGTERM');
+  expect(await c.exited).toBe(0);
+
+  const bad = serve(['--model', demoModel(), '--port', '0'], { GYRE_QUANTIZATION: 'int4' });
+  children.push(bad);
+  expect(await bad.exited).toBe(1);
+});

@@ -16,6 +16,9 @@ export function checkIds(ids: unknown, vocabSize: number): number[] {
 export function engineOptions(opts: Record<string, unknown>): NativeEngineOptions {
   const o: NativeEngineOptions = { backend: (opts.backend as NativeEngineOptions['backend']) ?? 'auto' };
   if (opts.threads !== undefined) o.numThreads = opts.threads as number;
+  if (opts.quantizeLmHead && opts.quantization !== 'int8') throw new Error('--quantize-lm-head needs --quantization int8');
+  if (opts.quantization !== undefined) o.quantization = opts.quantization as NativeEngineOptions['quantization'];
+  if (opts.quantizeLmHead) o.quantizeLmHead = true;
   return o;
 }
 
