@@ -40,6 +40,17 @@ inline void tile(const float* x, int ldx, int64_t K, const W& w, const float* sc
     for (int j = 0; j < 2 * NP; ++j) acc[t][j] = _mm256_setzero_ps();
   const int64_t panel_size = K * P;
   for (int64_t k = 0; k < K; ++k) {
+    if constexpr (TT == 1) {
+      // One token: convert and use each weight vector at once (8 accumulators + 2 temporaries);
+      // holding all 2 * NP converted vectors first spills an accumulator to the stack.
+      const __m256 xb = _mm256_broadcast_ss(x + k);
+      #pragma GCC unroll 8
+      for (int n = 0; n < NP; ++n) {
+        acc[0][2 * n] = _mm256_fmadd_ps(xb, w.load((panel + n) * panel_size + k * P), acc[0][2 * n]);
+        acc[0][2 * n + 1] = _mm256_fmadd_ps(xb, w.load((panel + n) * panel_size + k * P + 8), acc[0][2 * n + 1]);
+      }
+      continue;
+    }
     __m256 wv[2 * NP];
     #pragma GCC unroll 8
     for (int n = 0; n < NP; ++n) {
