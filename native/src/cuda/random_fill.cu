@@ -20,7 +20,8 @@ __device__ __forceinline__ float random_value(RandomFill kind, uint64_t seed, in
   switch (kind) {
     case RandomFill::kNormal: return 0.02f * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
     case RandomFill::kOnes: return 1.0f;
-    case RandomFill::kScale: return (0.5f + u2) * (3.0f * 0.02f / 127.0f);
+    case RandomFill::kScale:  // 23 random bits: 0.5 + u is exact, so < 1.5 (24 bits round 1.5 - 2^-24 up to 1.5)
+      return (0.5f + static_cast<float>(h & 0x7FFFFFu) * 0x1p-23f) * (3.0f * 0.02f / 127.0f);
     case RandomFill::kInt8: return static_cast<float>(static_cast<int>(h % 255u) - 127);
   }
   return 0.0f;
