@@ -12,6 +12,9 @@
 #       --bench-only   the speed part only (after a correctness run that passed)
 #   GYRE_CHECK_BUDGET_S (default 540): the whole run's time budget; each bench step gets what is
 #   left after the steps behind it have their share, and stops (writing what it measured) in time.
+#   GYRE_CHECK_BUILD_S (default 300): the limit of one build, should the script have to build.
+#   Exit status: non-zero when a correctness check (a test, a build, hf_compare) fails; a failing
+#   benchmark step only shows in the table printed last.
 #
 # There it uses the carried binaries if they run (they were built for sm_86 and sm_90), else
 # builds for the GPU's architecture; where the toolkit has cuBLASLt it also builds a cuBLASLt
@@ -46,7 +49,11 @@ esac
 
 OUT=${OUT:-$ROOT/device-check-out}
 mkdir -p "$OUT"
+# Scratch files live outside $OUT: only the files listed above come back (at most 8), even when the
+# run is cut short before its clean-up.
+TMPD=$(mktemp -d /tmp/device-check.XXXXXX)
 exec > >(tee "$OUT/device-check.log") 2>&1
+TEE_PID=$!
 cd "$ROOT"
 START=$(date +%s)
 BUDGET=${GYRE_CHECK_BUDGET_S:-540}
@@ -66,16 +73,17 @@ nvcc --version | tail -1
 if [ ! -e /work/main ] && [ "$ROOT" != /work/main ]; then mkdir -p /work && ln -s "$ROOT" /work/main; fi
 
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+BUILD_T=${GYRE_CHECK_BUILD_S:-300}  # a build that takes longer is killed (its tests then read "missing")
 build() {  # build DIR LOG [cmake args...]: the tests and the tool only
   local dir=$1 log=$2; shift 2
-  { cmake -S native -B "$dir" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$ARCH" "$@" &&
-    cmake --build "$dir" -j "$(nproc)" --target "${BINARIES[@]}"; } >"$log" 2>&1
+  { timeout -k 10 120 cmake -S native -B "$dir" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$ARCH" "$@" &&
+    timeout -k 10 "$BUILD_T" cmake --build "$dir" -j "$(nproc)" --target "${BINARIES[@]}"; } >"$log" 2>&1
 }
 # Carried binaries hold sm_86 and sm_90 code (and compute_86 PTX): usable from sm_86 up, if they
 # see the GPU and find the fixtures (host_backend_seam loads one).
 runs() {
   local out
-  [ "$ARCH" -ge 86 ] && [ -x "$1/cuda_forward_test" ] && out=$("$1/cuda_forward_test" host_backend_seam 2>&1) &&
+  [ "$ARCH" -ge 86 ] && [ -x "$1/cuda_forward_test" ] && out=$(timeout -k 5 60 "$1/cuda_forward_test" host_backend_seam 2>&1) &&
     grep -q '^device:' <<<"$out"
 }
 
@@ -97,16 +105,17 @@ else
   build "$BIN" "$OUT/build.log" -DGYRE_CUBLASLT=OFF || { tail -30 "$OUT/build.log"; }
 fi
 
-run_tests() {  # run_tests DIR LABEL [tests...]
+run_tests() {  # run_tests DIR LABEL [tests...]: each test at most 300 s, and not past the deadline (at least 60 s)
   local dir=$1 label=$2; shift 2
   for t in "$@"; do
     note "$label $t"
     if [ ! -x "$dir/$t" ]; then RESULT["$label $t"]="missing"; continue; fi
-    timeout 300 "$dir/$t" > "$OUT/.t" 2>&1; local rc=$?
-    cat "$OUT/.t"
-    RESULT["$label $t"]="$([ $rc -eq 0 ] && echo ok || echo "FAIL rc=$rc") $(grep -E 'passed, [0-9]+ failed' "$OUT/.t" | tail -1)"
+    local lim=$(( DEADLINE - $(date +%s) )); [ "$lim" -gt 300 ] && lim=300; [ "$lim" -lt 60 ] && lim=60
+    timeout -k 10 "$lim" "$dir/$t" > "$TMPD/t" 2>&1; local rc=$?
+    cat "$TMPD/t"
+    RESULT["$label $t"]="$([ $rc -eq 0 ] && echo ok || echo "FAIL rc=$rc$([ $rc -eq 124 ] && echo " (timeout ${lim}s)")") $(grep -E 'passed, [0-9]+ failed' "$TMPD/t" | tail -1)"
   done
-  rm -f "$OUT/.t"
+  rm -f "$TMPD/t"
 }
 [ "$RUN_TESTS" = 1 ] && run_tests "$BIN" mma "${TESTS[@]}"
 
@@ -135,13 +144,13 @@ slot() {  # slot CAP RESERVE MIN
 }
 BENCH_RESERVE=$(( RUN_BENCH ? 280 : 0 ))  # what the speed part needs at least (see the reserves below)
 
-: > "$OUT/.hf"
+: > "$TMPD/hf"
 if [ "$RUN_TESTS" = 1 ]; then
   note "transformers comparison"
   T=$(slot 420 "$BENCH_RESERVE" 150); [ "$T" -lt 150 ] && T=150  # correctness first: never below 150 s
-  timeout "$T" python3 native/scripts/hf_compare.py "${TOOLS[@]}" --work /tmp/gyre-hf --json "$OUT/hf_compare.json" > "$OUT/.hf" 2>&1
+  timeout -k 10 "$T" python3 native/scripts/hf_compare.py "${TOOLS[@]}" --work /tmp/gyre-hf --json "$OUT/hf_compare.json" > "$TMPD/hf" 2>&1
   HF_RC=$?
-  cat "$OUT/.hf"
+  cat "$TMPD/hf"
   RESULT["hf_compare"]="$([ $HF_RC -eq 0 ] && echo ok || echo "FAIL rc=$HF_RC")"
 fi
 
@@ -167,7 +176,7 @@ if [ "$RUN_BENCH" = 1 ]; then
     [ -s "$BENCH_DIR/$label.json" ] && SUMMARY_ARGS+=(--gyre "$label=$BENCH_DIR/$label.json")
   }
   # The trace both sides replay (lengths only; the prompt ids are a function of the request number).
-  "$GB" --phases none --write-trace "$TRACE" || RESULT["bench trace"]="FAIL"
+  timeout -k 5 60 "$GB" --phases none --write-trace "$TRACE" || RESULT["bench trace"]="FAIL"
   # In order of importance; each step's reserve is what the steps after it need at least (gyre 7B
   # workload 60 s, 13B int8 25 s, Mistral KV 15 s, the peer 120 s, the summary 10 s). The peer is
   # elastic (it skips the levels its time limit does not reach), so the cheap gyre steps go first.
@@ -191,8 +200,9 @@ if [ "$RUN_BENCH" = 1 ]; then
   [ -n "$GB_ALT" ] && bench 7b-mma 90 10 40 "$GB_ALT" --shape llama-2-7b --phases bandwidth,prefill,decode
 fi
 
-for k in "${!RESULT[@]}"; do printf '%s\t%s\n' "$k" "${RESULT[$k]}"; done | sort > "$OUT/.results"
-python3 - "$OUT/device-check.json" "$GPU" "$ARCH" "$BIN" "$(( $(date +%s) - START ))" "$OUT/.results" <<'PY'
+results() { for k in "${!RESULT[@]}"; do printf '%s\t%s\n' "$k" "${RESULT[$k]}"; done | sort > "$TMPD/results"; }
+results
+python3 - "$OUT/device-check.json" "$GPU" "$ARCH" "$BIN" "$(( $(date +%s) - START ))" "$TMPD/results" <<'PY'
 import json, sys
 results = dict(line.rstrip("\n").split("\t", 1) for line in open(sys.argv[6]) if line.strip())
 json.dump(dict(gpu=sys.argv[2], sm=sys.argv[3], binaries=sys.argv[4], seconds=int(sys.argv[5]), results=results),
@@ -203,22 +213,28 @@ SUMMARY_RC=
 if [ "$RUN_BENCH" = 1 ]; then
   note "GPU summary"
   COMMIT=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo "+dirty")
-  python3 native/scripts/summarise_gpu.py ${SUMMARY_ARGS[@]+"${SUMMARY_ARGS[@]}"} --device-check "$OUT/device-check.json" \
-    --out-dir "$OUT" --date "$(date -u +%Y%m%d)" --commit "$COMMIT" > "$OUT/.summary" 2>&1
+  timeout -k 5 120 python3 native/scripts/summarise_gpu.py ${SUMMARY_ARGS[@]+"${SUMMARY_ARGS[@]}"} \
+    --device-check "$OUT/device-check.json" --out-dir "$OUT" --date "$(date -u +%Y%m%d)" --commit "$COMMIT" \
+    > "$TMPD/summary" 2>&1
   SUMMARY_RC=$?
+  [ "$SUMMARY_RC" -eq 0 ] || RESULT["gpu summary"]="FAIL rc=$SUMMARY_RC"
   if [ "$SUMMARY_RC" -ne 0 ]; then  # keep the raw numbers in the log
     for f in "$BENCH_DIR"/*.json; do [ -e "$f" ] && { echo "== raw $f"; cat "$f"; echo; }; done
   fi
 fi
 
 note "summary"
-awk -F'\t' '{ printf "%-34s %s\n", $1, $2 }' "$OUT/.results"
-sed -n '/^model /,$p' "$OUT/.hf"
-if [ -n "$SUMMARY_RC" ]; then
-  cat "$OUT/.summary"
-  [ "$SUMMARY_RC" -eq 0 ] || RESULT["gpu summary"]="FAIL rc=$SUMMARY_RC"
-fi
-rm -f "$OUT/.hf" "$OUT/.results" "$OUT/.summary"
-FAILED=$(printf '%s\n' "${RESULT[@]}" | grep -c -v -E '^(ok|skipped)')
-echo "device-check: $GPU sm_$ARCH, $(( $(date +%s) - START ))s of ${BUDGET}s, $FAILED failing"
-[ "$FAILED" -eq 0 ]
+results
+awk -F'\t' '{ printf "%-34s %s\n", $1, $2 }' "$TMPD/results"
+sed -n '/^model /,$p' "$TMPD/hf"
+[ -n "$SUMMARY_RC" ] && cat "$TMPD/summary"
+# The exit status is the correctness part's: a failing test, build or transformers comparison is
+# non-zero; a failing or skipped benchmark step ("bench ...", "gpu summary") is reported above only.
+FAILED_CHECKS=$(awk -F'\t' '$1 !~ /^(bench |gpu summary)/ && $2 !~ /^(ok|skipped)/' "$TMPD/results" | wc -l)
+FAILED_BENCH=$(awk -F'\t' '$1 ~ /^(bench |gpu summary)/ && $2 !~ /^(ok|skipped)/' "$TMPD/results" | wc -l)
+rm -rf "$TMPD"
+echo "device-check: $GPU sm_$ARCH, $(( $(date +%s) - START ))s of ${BUDGET}s, $FAILED_CHECKS correctness check(s) failing, $FAILED_BENCH benchmark step(s) failing"
+# Let tee write the last lines to the log before the run's files are collected.
+exec >&- 2>&-
+for _ in $(seq 50); do kill -0 "$TEE_PID" 2>/dev/null || break; sleep 0.1; done
+[ "$FAILED_CHECKS" -eq 0 ]

@@ -22,9 +22,17 @@ normal weights of its own, made on the GPU, seeded), it measures:
             (warmup(), start(), add_request(input_ids, request_id, max_new_tokens,
             record_timestamps=True), get_result(), stop()). Latency = finish - created (the
             manager's own perf_counter stamps), TTFT = first token's stamp - created, TPOT =
-            (last - first stamp) / (tokens - 1). If the manager API is missing, each level falls
-            back to one generate_batch call over the level's prompts with their mean output length
-            (said in the JSON as "mode").
+            (last - first stamp) / (tokens - 1). If the manager or its CUDA-graph warm-up fails, it
+            is made again with use_cuda_graph=False ("cuda_graph", "manager_errors"); if that fails
+            too or the manager API is missing, each level falls back to one generate_batch call over
+            the level's prompts with their mean output length (said in the JSON as "mode").
+            API facts (transformers main, 2026, continuous_batching/continuous_api.py, requests.py,
+            initialization.py): init_continuous_batching(generation_config, continuous_batching_config,
+            workload_hints); ContinuousBatchingConfig(use_cuda_graph, max_batch_tokens, ...) from
+            transformers.generation (>= 5.3); the manager prefixes the model's attention with "paged|";
+            add_request(input_ids, request_id, max_new_tokens, streaming, record_timestamps,
+            eos_token_id); GenerationOutput(request_id, generated_tokens, error, status,
+            created_time, lifespan, timestamps), all stamps time.perf_counter().
 
 Every phase's failure is recorded in the JSON ("<phase>_error") and the next phase runs; the JSON
 is rewritten after every phase and level, so a run killed by a time limit keeps what it had.
@@ -35,6 +43,7 @@ usage: hf_peer.py --shape llama-2-7b [--layers N] [--trace FILE.jsonl] [--users 
 """
 import argparse
 import dataclasses
+import gc
 import inspect
 import json
 import math
@@ -202,26 +211,87 @@ def phase_matmul(torch, s, ms, reps):
     return out
 
 
-def make_model(torch, shape, layers, seed):
-    import transformers
-    from transformers import AutoModelForCausalLM
-    s = SHAPES[shape]
+def config_field_names(cls):
+    """The names a config class takes: its dataclass fields (transformers >= 5.x configs are @strict
+    dataclasses, which may refuse unknown keywords), else its __init__ parameters; None if it takes **kwargs."""
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return set(params) | {"*"}
+    return set(params)
+
+
+def make_config(transformers, s, layers, info):
+    """LlamaConfig / MistralConfig of the shape. RoPE: transformers 5 names it rope_parameters
+    ({rope_type, rope_theta}); 4.x took rope_theta. Says in `info` which path ran."""
+    cls = transformers.MistralConfig if s["arch"] == "mistral" else transformers.LlamaConfig
     kw = dict(hidden_size=s["hidden"], intermediate_size=s["intermediate"], num_hidden_layers=layers or s["layers"],
               num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"], head_dim=s["hidden"] // s["heads"],
               vocab_size=VOCAB, max_position_embeddings=s["max_pos"], rms_norm_eps=1e-5, hidden_act="silu",
-              bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False, rope_theta=10000.0)
+              bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     if s["arch"] == "mistral":
-        cfg = transformers.MistralConfig(sliding_window=s["sliding_window"], **kw)
+        kw["sliding_window"] = s["sliding_window"]
     else:
-        cfg = transformers.LlamaConfig(attention_bias=False, mlp_bias=False, **kw)
-    if hasattr(cfg, "rope_parameters"):  # transformers 5's name for rope_theta / rope_scaling
-        cfg.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
-    torch.manual_seed(seed)
-    with torch.device("cuda"):
+        kw.update(attention_bias=False, mlp_bias=False)
+    rope = {"rope_type": "default", "rope_theta": 10000.0}
+    names = config_field_names(cls)
+    if names is not None and "rope_parameters" in names:
+        kw["rope_parameters"] = dict(rope)
+        info["rope"] = "rope_parameters (transformers 5)"
+    else:
+        kw["rope_theta"] = 10000.0
+        info["rope"] = "rope_theta (transformers 4.x)"
+    if names is not None and "*" not in names and dataclasses.is_dataclass(cls):
+        dropped = [k for k in kw if k not in names]
+        if dropped:
+            info["config_kwargs_dropped"] = dropped
+        kw = {k: v for k, v in kw.items() if k in names}
+    try:
+        cfg = cls(**kw)
+    except TypeError as e:  # an unknown keyword after all: keep the ones every version takes
+        info["config_retry"] = repr(e)[:300]
+        core = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "vocab_size", "max_position_embeddings", "rms_norm_eps")
+        cfg = cls(**{k: kw[k] for k in core})
+        for k, v in kw.items():
+            if k not in core:
+                try:
+                    setattr(cfg, k, v)
+                except Exception:
+                    pass
+    rp = getattr(cfg, "rope_parameters", None)
+    if rp is not None and (not isinstance(rp, dict) or rp.get("rope_theta") != 10000.0):
         try:
-            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16, attn_implementation="sdpa")
-        except TypeError:  # older transformers
-            model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float16, attn_implementation="sdpa")
+            cfg.rope_parameters = dict(rope)
+        except Exception as e:
+            info["rope_set_error"] = repr(e)[:300]
+    info["config_class"] = type(cfg).__name__
+    return cfg
+
+
+def make_model(torch, shape, layers, seed, info):
+    import transformers
+    from transformers import AutoModelForCausalLM
+    s = SHAPES[shape]
+    cfg = make_config(transformers, s, layers, info)
+    torch.manual_seed(seed)
+    model = None
+    with torch.device("cuda"):
+        # transformers 5: dtype=; 4.x (< 4.56): torch_dtype=; else the default dtype, converted below
+        for name, extra in (("dtype", dict(dtype=torch.float16)), ("torch_dtype", dict(torch_dtype=torch.float16)),
+                            ("no dtype keyword", {})):
+            try:
+                model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", **extra)
+                info["from_config"] = f"AutoModelForCausalLM.from_config(cfg, {name}, attn_implementation='sdpa')"
+                break
+            except TypeError as e:
+                info.setdefault("from_config_errors", []).append(f"{name}: {e!r}"[:300])
+    if model is None:
+        raise RuntimeError("AutoModelForCausalLM.from_config failed with every dtype keyword")
     model = model.to(device="cuda", dtype=torch.float16).eval()
     # Our own random weights: N(0, 0.02) for matrices and the embedding, ones for the norms.
     g = torch.Generator(device="cuda").manual_seed(seed)
@@ -280,32 +350,48 @@ def describe(obj):
     return {k: repr(v) for k, v in vars(obj).items() if not k.startswith("_")} if hasattr(obj, "__dict__") else repr(obj)
 
 
+def import_cb_config_class(transformers):
+    """ContinuousBatchingConfig (transformers >= 5.3), wherever this version exports it; None before."""
+    for where in ("transformers.generation", "transformers", "transformers.generation.configuration_utils"):
+        try:
+            mod = __import__(where, fromlist=["ContinuousBatchingConfig"])
+            cls = getattr(mod, "ContinuousBatchingConfig", None)
+            if cls is not None:
+                return cls, where
+        except Exception:
+            continue
+    return None, None
+
+
 class Workload:
     def __init__(self, torch, model, trace, args, report):
         self.torch, self.model, self.trace, self.args, self.report = torch, model, trace, args, report
         self.manager = None
+        self.started = False
+        self.gen = self.cbc = None
+        self.add_params = {}
         self.info = report.setdefault("workload", {})
 
-    def start(self):
+    def configs(self, use_cuda_graph):
+        """(GenerationConfig, ContinuousBatchingConfig or None) for one try, recording what was set."""
         import transformers
         from transformers import GenerationConfig
         info = self.info
         gen = GenerationConfig(max_new_tokens=80, do_sample=False, pad_token_id=0, bos_token_id=1)
-        gen.eos_token_id = None  # the manager turns None into -1: EOS never stops a request
-        cb = dict(use_cuda_graph=not self.args.no_cuda_graph)
+        gen.eos_token_id = None  # init_continuous_batching turns None into -1: EOS never stops a request
+        cb = dict(use_cuda_graph=use_cuda_graph)
         if self.args.max_batch_tokens:
             cb["max_batch_tokens"] = self.args.max_batch_tokens
-        try:
-            from transformers.generation import ContinuousBatchingConfig
-        except ImportError:
-            ContinuousBatchingConfig = None
+        ContinuousBatchingConfig, where = import_cb_config_class(transformers)
         cbc = None
         if ContinuousBatchingConfig is not None:
-            kept, dropped = filter_kwargs(ContinuousBatchingConfig, cb)
+            info["continuous_batching_config_class"] = f"{where}.ContinuousBatchingConfig"
             if dataclasses.is_dataclass(ContinuousBatchingConfig):  # fields, init or not
                 names = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
                 kept = {k: v for k, v in cb.items() if k in names}
                 dropped = [k for k in cb if k not in names]
+            else:
+                kept, dropped = filter_kwargs(ContinuousBatchingConfig, cb)
             cbc = ContinuousBatchingConfig(**kept)
             info["continuous_batching_config_set"] = {k: repr(v) for k, v in kept.items()}
             if dropped:
@@ -314,42 +400,107 @@ class Workload:
             for k, v in cb.items():
                 setattr(gen, k, v)
             info["generation_config_set"] = {k: repr(v) for k, v in cb.items()}
-        init = getattr(self.model, "init_continuous_batching", None)
-        if init is None:
-            info["mode"] = "generate_batch per level (no init_continuous_batching in this version)"
-            self.gen = gen
-            self.cbc = cbc
+        return gen, cbc
+
+    def ensure_paged_attention(self):
+        """The manager of transformers 5 switches the model to "paged|<impl>" itself; older versions
+        needed the paged name set by hand ("sdpa_paged" in 4.5x). Records what the model runs."""
+        cfg = self.model.config
+        now = getattr(cfg, "_attn_implementation", None) or ""
+        if "paged" in now:
             return
-        hints = None
-        try:
-            from transformers.generation.continuous_batching.utils import WorkloadHints
-            hints = WorkloadHints(max_prompt_length=max(p for p, _ in self.trace),
-                                  max_generated_length=max(o for _, o in self.trace))
-        except Exception:  # not in this version
-            pass
-        kwargs, dropped = filter_kwargs(init, dict(generation_config=gen, continuous_batching_config=cbc,
-                                                   workload_hints=hints))
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        self.manager = init(**kwargs)
-        info["mode"] = ("closed loop through model.init_continuous_batching() -> ContinuousBatchingManager "
-                        "(what generate_batch wraps), add_request per request with its own max_new_tokens")
+        setter = getattr(self.model, "set_attn_implementation", None)
+        for name in ("paged|sdpa", "sdpa_paged"):
+            try:
+                if setter is not None:
+                    setter(name)
+                else:
+                    cfg._attn_implementation = name
+                self.info["attn_implementation_set"] = name
+                return
+            except Exception as e:
+                self.info.setdefault("attn_implementation_set_errors", []).append(f"{name}: {e!r}"[:300])
+
+    def start(self):
+        """Makes the manager and captures its CUDA graphs (warmup), CUDA graphs on; if that fails, once
+        more with CUDA graphs off; if that fails too, generate_batch per level. The manager's thread
+        starts with the first requests (run_level), so an async first batch never finds an empty queue."""
+        import transformers
+        info = self.info
         info["transformers"] = transformers.__version__
-        if hasattr(self.manager, "warmup"):
-            t = time.perf_counter()
-            self.manager.warmup()
-            info["warmup_s"] = time.perf_counter() - t
-            print(f"transformers continuous batching: warm-up (CUDA graph capture) {info['warmup_s']:.1f} s", flush=True)
-        self.manager.start()
-        info["resolved_continuous_batching_config"] = describe(getattr(self.manager, "continuous_batching_config", None))
+        init = getattr(self.model, "init_continuous_batching", None)
+        tries = [not self.args.no_cuda_graph] + ([False] if not self.args.no_cuda_graph else [])
+        for use_graph in tries:
+            self.gen, self.cbc = self.configs(use_graph)
+            if init is None:
+                break
+            try:
+                self.ensure_paged_attention()
+                hints = None
+                try:
+                    from transformers.generation.continuous_batching.utils import WorkloadHints
+                    hints = WorkloadHints(max_prompt_length=max(p for p, _ in self.trace),
+                                          max_generated_length=max(o for _, o in self.trace))
+                except Exception:  # not in this version
+                    pass
+                kwargs, _ = filter_kwargs(init, dict(generation_config=self.gen, continuous_batching_config=self.cbc,
+                                                     workload_hints=hints))
+                kwargs = {k: v for k, v in kwargs.items() if v is not None}
+                info["init_continuous_batching_kwargs"] = sorted(kwargs)
+                manager = init(**kwargs)
+                if hasattr(manager, "warmup"):
+                    t = time.perf_counter()
+                    manager.warmup()
+                    info["warmup_s"] = time.perf_counter() - t
+                    print(f"transformers continuous batching: warm-up (CUDA graph capture) {info['warmup_s']:.1f} s",
+                          flush=True)
+                else:
+                    info["warmup"] = "no ContinuousBatchingManager.warmup in this version"
+                self.manager = manager
+                self.add_params = inspect.signature(manager.add_request).parameters
+                info["cuda_graph"] = use_graph
+                info["mode"] = ("closed loop through model.init_continuous_batching() -> ContinuousBatchingManager "
+                                "(what generate_batch wraps), add_request per request with its own max_new_tokens")
+                break
+            except Exception as e:
+                info.setdefault("manager_errors", []).append(
+                    f"use_cuda_graph={use_graph}: " + "".join(traceback.format_exception_only(type(e), e)).strip()[-1500:])
+                print(f"hf_peer: continuous batching manager (use_cuda_graph={use_graph}) failed: {e!r}",
+                      file=sys.stderr, flush=True)
+                manager = self.manager = None
+            # Here, after the except clause has released the traceback (whose frames hold the failed
+            # manager): free its paged cache, which sizes itself from free GPU memory, before the next try.
+            gc.collect()
+            try:
+                self.torch.cuda.empty_cache()
+            except Exception:
+                pass
+        if self.manager is None:
+            info["mode"] = ("generate_batch per level (no usable init_continuous_batching in this version; see "
+                            "manager_errors)")
         info["attn_implementation"] = getattr(self.model.config, "_attn_implementation", None)
-        self.add_params = inspect.signature(self.manager.add_request).parameters
+
+    def ensure_started(self):
+        if self.started or self.manager is None:
+            return
+        self.manager.start()
+        self.started = True
+        self.info["resolved_continuous_batching_config"] = describe(
+            getattr(self.manager, "continuous_batching_config", None))
+        self.info["attn_implementation"] = getattr(self.model.config, "_attn_implementation", None)
 
     def stop(self):
-        if self.manager is not None:
+        if self.manager is not None and self.started:
             try:
-                self.manager.stop(block=True, timeout=30)
+                self.manager.stop(block=True, timeout=10)
             except Exception as e:  # the numbers are already saved
                 self.info["stop_error"] = repr(e)
+        destroy = getattr(self.model, "destroy_cached_continuous_batching_manager", None)
+        if destroy is not None and self.manager is None:
+            try:
+                destroy()
+            except Exception:
+                pass
 
     def run_level(self, users, count, k0, fixed_output=None, deadline=None):
         if self.manager is None:
@@ -361,13 +512,15 @@ class Workload:
         lat, ttft, tpot = [], [], []
         res = dict(users=users, requests=count, completed=0, errors=0, wrong_length=0, prompt_tokens=0,
                    output_tokens=0)
+        prompts = [prompt_ids(k0 + i, trace[(k0 + i) % len(trace)][0]) for i in range(count)]  # before the clock
 
         def submit():
-            k = k0 + state["issued"]
+            i = state["issued"]
+            k = k0 + i
             p, o = trace[k % len(trace)]
             o = fixed_output or o
             rid = f"r{k}"
-            kw = dict(input_ids=prompt_ids(k, p), request_id=rid, max_new_tokens=o)
+            kw = dict(input_ids=prompts[i], request_id=rid, max_new_tokens=o)
             if "record_timestamps" in self.add_params:
                 kw["record_timestamps"] = True
             if "eos_token_id" in self.add_params:
@@ -383,6 +536,7 @@ class Workload:
         last_end = t0
         for _ in range(min(users, count)):
             submit()
+        self.ensure_started()
         done, last_progress = 0, perf_counter()
         while done < count:
             r = m.get_result(timeout=1.0)
@@ -391,8 +545,9 @@ class Workload:
                 if hasattr(m, "is_running") and not m.is_running():
                     res["first_error"] = "the generation thread stopped"
                     break
-                if deadline is not None and now > deadline:
-                    res["first_error"] = "time limit"
+                if deadline is not None and time.time() > deadline:
+                    res["first_error"] = f"time limit: partial level ({done} of {count} requests)"
+                    res["partial"] = True
                     break
                 if now - last_progress > 120:
                     res["first_error"] = "no request finished for 120 s"
@@ -425,7 +580,7 @@ class Workload:
                 res["output_tokens"] += n
                 res["wrong_length"] += int(n != expected)
                 last_end = max(last_end, end)
-            if deadline is not None and now > deadline and done < count:
+            if deadline is not None and time.time() > deadline and done < count:
                 res["first_error"] = f"time limit: partial level ({done} of {count} requests)"
                 res["partial"] = True
                 break
@@ -449,21 +604,36 @@ class Workload:
 
     def run_level_generate_batch(self, users, count, k0, fixed_output=None):
         """Fallback: the whole level at once through generate_batch, one max_new_tokens (the mean)."""
+        gb = getattr(self.model, "generate_batch", None)
+        if gb is None:
+            raise RuntimeError("this transformers has neither init_continuous_batching nor generate_batch")
         reqs = [self.trace[(k0 + i) % len(self.trace)] for i in range(count)]
         out_len = fixed_output or max(1, lround(statistics.fmean(o for _, o in reqs)))
         inputs = [prompt_ids(k0 + i, p) for i, (p, _) in enumerate(reqs)]
-        kwargs, _ = filter_kwargs(self.model.generate_batch, dict(
+        kwargs, _ = filter_kwargs(gb, dict(
             inputs=inputs, generation_config=self.gen, continuous_batching_config=self.cbc, progress_bar=False,
-            max_new_tokens=out_len), extra=("max_new_tokens",))
+            record_timestamps=True, persistent_manager=True, max_new_tokens=out_len), extra=("max_new_tokens",))
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        self.info["generate_batch_kwargs"] = sorted(kwargs)
         t0 = time.perf_counter()
-        results = self.model.generate_batch(**kwargs)
+        results = gb(**kwargs)
         wall = time.perf_counter() - t0
-        n_out = sum(len(getattr(r, "generated_tokens", []) or []) for r in results.values())
-        return dict(users=users, requests=count, completed=len(results), errors=count - len(results),
+        outs = list(results.values()) if isinstance(results, dict) else list(results or [])
+        n_out = sum(len(getattr(r, "generated_tokens", []) or []) for r in outs)
+        lat, ttft = [], []
+        for r in outs:  # from the manager's own stamps where this version has them
+            created, ts, span = getattr(r, "created_time", None), getattr(r, "timestamps", None) or [], getattr(r, "lifespan", None)
+            end = span[1] if span and span[1] and span[1] > 0 else (ts[-1] if ts else None)
+            if created is not None and end is not None:
+                lat.append(end - created)
+            if created is not None and ts:
+                ttft.append(ts[0] - created)
+        mean_lat = summary_stats(lat)[0]
+        return dict(users=users, requests=count, completed=len(outs), errors=count - len(outs),
                     mode=f"generate_batch: all {count} at once, max_new_tokens {out_len} each (not a closed loop)",
-                    wall_s=wall, requests_per_s=len(results) / wall, output_tokens_per_s=n_out / wall,
-                    output_tokens=n_out, prompt_tokens=sum(p for p, _ in reqs), mean_latency_s=wall)
+                    wall_s=wall, requests_per_s=len(outs) / wall, output_tokens_per_s=n_out / wall,
+                    output_tokens=n_out, prompt_tokens=sum(p for p, _ in reqs),
+                    mean_latency_s=mean_lat if mean_lat is not None else wall, mean_ttft_s=summary_stats(ttft)[0])
 
 
 def main():
@@ -558,11 +728,13 @@ def main():
     if ("generate" in phases or "workload" in phases) and not out_of_time():
         try:
             t = time.time()
-            model, cfg = make_model(torch, args.shape, args.layers, args.seed)
+            made = report.setdefault("model", {})
+            model, cfg = make_model(torch, args.shape, args.layers, args.seed, made)
             w = next(model.parameters())
-            report["model"] = dict(class_name=type(model).__name__, layers=cfg.num_hidden_layers, create_s=time.time() - t,
-                                   parameters=sum(p.numel() for p in model.parameters()),
-                                   first_param_std=float(w.float().std()), device=str(w.device), dtype=str(w.dtype))
+            made.update(class_name=type(model).__name__, layers=cfg.num_hidden_layers, create_s=time.time() - t,
+                        parameters=sum(p.numel() for p in model.parameters()),
+                        first_param_std=float(w.float().std()), device=str(w.device), dtype=str(w.dtype),
+                        attn_implementation=getattr(model.config, "_attn_implementation", None))
             print(f"hf_peer: {type(model).__name__} made in {time.time() - t:.1f} s", flush=True)
         except Exception as e:
             fail("model", e)
@@ -581,22 +753,32 @@ def main():
             wl.start()
             save()
             warm = min(8, max(users))
-            report["workload"]["warmup"] = wl.run_level(warm, warm, 1 << 30, fixed_output=8, deadline=deadline)
+            try:
+                report["workload"]["warmup"] = wl.run_level(warm, warm, 1 << 30, fixed_output=8, deadline=deadline)
+            except Exception as e:  # the levels say whether it was more than the warm-up
+                report["workload"]["warmup"] = dict(error="".join(traceback.format_exception_only(type(e), e)).strip()[-1000:])
+            save()
             levels = report["workload"].setdefault("levels", [])
             print(f"{'users':<6} {'req/s':>9} {'out tok/s':>12} {'latency s':>10} {'TTFT s':>10} {'TPOT ms':>10} {'errors':>7}",
                   flush=True)
+
+            def f(x, scale=1.0, fmt="10.3f"):
+                return format(x * scale, fmt) if isinstance(x, (int, float)) else format("-", ">10")
             for n, count, k0 in plan:
                 if out_of_time():
                     levels.append(dict(users=n, skipped="time limit"))
+                    save()
                     continue
-                lv = wl.run_level(n, count, k0, deadline=deadline)
+                try:
+                    lv = wl.run_level(n, count, k0, deadline=deadline)
+                except Exception as e:  # one level's failure does not lose the others
+                    lv = dict(users=n, requests=count, completed=0, errors=count,
+                              first_error="".join(traceback.format_exception_only(type(e), e)).strip()[-1000:])
                 levels.append(lv)
                 save()
-
-                def f(x, scale=1.0, fmt="10.3f"):
-                    return format(x * scale, fmt) if isinstance(x, (int, float)) else format("-", ">10")
-                print(f"{n:<6} {lv['requests_per_s']:>9.2f} {lv['output_tokens_per_s']:>12.1f} {f(lv.get('mean_latency_s'))} "
-                      f"{f(lv.get('mean_ttft_s'))} {f(lv.get('mean_tpot_s'), 1e3, '10.2f')} {lv['errors']:>7}", flush=True)
+                print(f"{n:<6} {f(lv.get('requests_per_s'), 1.0, '9.2f')} {f(lv.get('output_tokens_per_s'), 1.0, '12.1f')} "
+                      f"{f(lv.get('mean_latency_s'))} {f(lv.get('mean_ttft_s'))} {f(lv.get('mean_tpot_s'), 1e3, '10.2f')} "
+                      f"{lv.get('errors', 0):>7}", flush=True)
                 if lv.get("errors") or lv.get("first_error"):
                     failures.append(f"workload users={n}")
         except Exception as e:
@@ -610,4 +792,9 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # os._exit: a continuous-batching thread that did not stop in time must not hold the process
+    # (and the device-check's time budget) at interpreter exit; the JSON is already written.
+    os._exit(rc)

@@ -94,7 +94,27 @@ def main():
     ap.add_argument("--a10g-GBps", type=float, default=600.0)
     ap.add_argument("--a10g-tflops", type=float, default=125.0)
     args = ap.parse_args()
+    try:
+        return summarise(args)
+    except Exception:  # a bug here must not lose the measurements: write them raw, say why
+        import traceback
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr)
+        raw = dict(gyre={}, transformers=None)
+        for item in args.gyre:
+            label, _, path = item.partition("=")
+            raw["gyre"][label] = load(path or label)[0]
+        raw["transformers"] = load(args.peer)[0] if args.peer else None
+        os.makedirs(args.out_dir, exist_ok=True)
+        json_path = os.path.join(args.out_dir, f"gpu-{args.date}.json")
+        with open(json_path, "w") as f:
+            json.dump(dict(date=args.date, commit=args.commit or None, summary_error=tb[-4000:],
+                           device_check=load(args.device_check)[0] if args.device_check else None, raw=raw), f, indent=1)
+        print(f"summarise_gpu: the summary failed ({tb.strip().splitlines()[-1]}); wrote the raw inputs to {json_path}")
+        return 1
 
+
+def summarise(args):
     problems = []
     runs = {}
     for item in args.gyre:
@@ -250,9 +270,11 @@ def main():
         r_bw = copy_gbps / a10g_bw
         rows = []
         for d in main_decode:
-            t, fl = d["step_ms"], d.get("floor_ms")
+            t, fl = num(d.get("step_ms")), num(d.get("floor_ms"))
+            if t is None or not isinstance(d.get("batch"), int) or d["batch"] < 1:
+                continue
             scaled = t * r_bw
-            fixed = t + fl * (r_bw - 1) if num(fl) is not None else None
+            fixed = t + fl * (r_bw - 1) if fl is not None else None
             rows.append(dict(batch=d["batch"], gemm=d.get("gemm"), h_step_ms=t, scaled_step_ms=scaled, fixed_gap_step_ms=fixed,
                              scaled_tok_s=d["batch"] * 1e3 / scaled, fixed_gap_tok_s=d["batch"] * 1e3 / fixed if fixed else None))
         projection["decode_7b"] = rows
@@ -278,7 +300,7 @@ def main():
         projection.update(matmul_fraction_of_datasheet=mm_frac, a10g_effective_tflops=a10g_rate)
         projection["prefill_7b"] = [dict(tokens=d["tokens"], gemm=d.get("gemm"), h_ms=d["ms"],
                                          a10g_ms=d["ms"] * (torch_tflops.get(str(d["tokens"])) or peak_tflops) / a10g_rate)
-                                    for d in pf]
+                                    for d in pf if num(d.get("ms")) is not None]
     seven_b_kv = [k for k in kv if k.get("shape") == "llama-2-7b"]
     if seven_b_kv:
         projection["kv_at_22GiB_7b_conversations"] = seven_b_kv[0].get("concurrent_conversations")
@@ -289,6 +311,9 @@ def main():
                      attn_implementation=((peer or {}).get("workload") or {}).get("attn_implementation"),
                      continuous_batching_config=((peer or {}).get("workload") or {}).get("continuous_batching_config_set"),
                      warmup_s=((peer or {}).get("workload") or {}).get("warmup_s"),
+                     cuda_graph=((peer or {}).get("workload") or {}).get("cuda_graph"),
+                     manager_errors=((peer or {}).get("workload") or {}).get("manager_errors"),
+                     model=(peer or {}).get("model"),
                      generate_batch1=(peer or {}).get("generate"),
                      errors={k: v for k, v in (peer or {}).items() if k.endswith("_error")} or None)
 
@@ -317,17 +342,17 @@ def main():
     for d in decode:
         name = f"{d['shape']}{'-int8' if d.get('quantization') == 'int8' else ''} {d.get('gemm')}"
         if d.get("skipped"):
-            print(f"{name:<26} {d['batch']:>5} {'skipped: ' + d['skipped']}")
+            print(f"{name:<26} {str(d['batch']):>5} skipped: {d['skipped']}")
         else:
-            print(f"{name:<26} {d['batch']:>5} {fmt(d.get('step_ms'), '.2f'):>9} {fmt(d.get('tokens_per_s')):>9} "
+            print(f"{name:<26} {str(d['batch']):>5} {fmt(d.get('step_ms'), '.2f'):>9} {fmt(d.get('tokens_per_s')):>9} "
                   f"{fmt(d.get('pct_of_copy_bandwidth')):>9}")
     print(f"{'prefill':<26} {'tok':>5} {'ms':>9} {'TFLOP/s':>9} {'% matmul':>9}")
     for d in prefill:
         name = f"{d['shape']} {d.get('gemm')}"
         if d.get("skipped"):
-            print(f"{name:<26} {d['tokens']:>5} skipped: {d['skipped']}")
+            print(f"{name:<26} {str(d['tokens']):>5} skipped: {d['skipped']}")
         else:
-            print(f"{name:<26} {d['tokens']:>5} {fmt(d.get('ms'), '.1f'):>9} {fmt(d.get('linear_tflops')):>9} "
+            print(f"{name:<26} {str(d['tokens']):>5} {fmt(d.get('ms'), '.1f'):>9} {fmt(d.get('linear_tflops')):>9} "
                   f"{fmt(d.get('pct_of_torch_matmul')):>9}")
     for k in kv:
         print(f"kv {k['shape']} at {k['gpu_memory_budget']}: {k['tokens']} tokens = {k['concurrent_conversations']} "

@@ -35,7 +35,10 @@
 //              --users by N closed-loop users (each submits its next request when its previous one
 //              finished); max(--min-requests, --requests-per-user x N) requests per level, taken
 //              from one cursor over the trace that continues across levels. requests/s, mean
-//              latency, TTFT and TPOT ((latency - TTFT) / (tokens - 1)).
+//              latency, TTFT and TPOT ((latency - TTFT) / (tokens - 1)). The loop waits on the
+//              engine's output callback (a condition variable, no polling); a level that reaches
+//              --time-limit-s stops issuing, aborts its unfinished requests and is reported with
+//              "partial": true (the requests that finished are counted).
 //
 // The trace: --trace FILE (JSON lines with prompt_tokens and output_tokens), or the built-in seeded
 // generator (bench/README.md's workload in lengths only): user text lognormal (median 200, sigma
@@ -599,7 +602,8 @@ struct Level {
   double mean_ttft_s = 0, p50_ttft_s = 0, mean_tpot_s = 0;
   int64_t prompt_tokens = 0, output_tokens = 0, preemptions = 0, steps = 0;
   std::string first_error;
-  bool skipped = false;
+  bool skipped = false, partial = false;
+  int aborted = 0;  // requests still running when the level stopped early, aborted
 };
 
 double percentile(std::vector<double> v, double q) {
@@ -618,8 +622,11 @@ class WorkloadRunner {
   Engine& engine() { return *engine_; }
 
   // Runs `count` requests with `users` closed-loop users; request i (0-based within the level) is
-  // trace[(k0 + i) % size] with prompt ids of request number k0 + i.
-  Level run(const std::vector<TraceEntry>& trace, uint64_t k0, int users, int count, int fixed_output = 0) {
+  // trace[(k0 + i) % size] with prompt ids of request number k0 + i. Past `deadline` (or after 120 s
+  // without a finished request) it stops issuing, aborts what is still running and reports the
+  // requests that finished (partial), so neither a time limit nor a stall loses the level.
+  Level run(const std::vector<TraceEntry>& trace, uint64_t k0, int users, int count, int fixed_output = 0,
+            Clock::time_point deadline = Clock::time_point::max()) {
     Level lv;
     lv.users = users;
     lv.requests = count;
@@ -662,9 +669,16 @@ class WorkloadRunner {
     };
     for (int u = 0; u < std::min(users, count); ++u) submit();
     std::unique_lock<std::mutex> lock(mu_);
+    auto partial = [&] {
+      lv.partial = true;
+      lv.first_error = "time limit: partial level (" + std::to_string(done) + " of " + std::to_string(count) +
+                       " requests)";
+    };
     while (done < count) {
-      if (!cv_.wait_for(lock, std::chrono::seconds(120), [&] { return !finished_.empty(); })) {
-        lv.first_error = "no request finished for 120 s";
+      const auto stall = Clock::now() + std::chrono::seconds(120);
+      if (!cv_.wait_until(lock, std::min(stall, deadline), [&] { return !finished_.empty(); })) {
+        if (Clock::now() >= deadline) partial();
+        else lv.first_error = "no request finished for 120 s";
         break;
       }
       std::vector<uint64_t> ids;
@@ -686,15 +700,33 @@ class WorkloadRunner {
           lv.output_tokens += l.tokens;
           if (l.tokens != l.expected) ++lv.wrong_length;
         }
-        if (issued < count) {
+        if (issued < count && Clock::now() < deadline) {
           lock.unlock();
           submit();
           lock.lock();
         }
       }
     }
-    lock.unlock();
     lv.wall_s = seconds_since(t0);
+    // Requests left running by a break: abort them and wait (at most 10 s) for their reports, so that
+    // they do not share the engine with the next level.
+    std::vector<uint64_t> left;
+    for (const auto& kv : live_)
+      if (kv.second.finished == Clock::time_point{}) left.push_back(kv.first);
+    if (!left.empty()) {
+      lock.unlock();
+      for (uint64_t id : left) engine_->abort(id);
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::seconds(10), [&] {
+        for (uint64_t id : left) {
+          auto it = live_.find(id);
+          if (it != live_.end() && it->second.finished == Clock::time_point{}) return false;
+        }
+        return true;
+      });
+      lv.aborted = static_cast<int>(left.size());
+    }
+    lock.unlock();
     const EngineStats after = engine_->stats();
     lv.preemptions = after.num_preemptions - before.num_preemptions;
     lv.steps = after.num_steps - before.num_steps;
@@ -753,6 +785,8 @@ Json level_json(const Level& lv) {
   j.set("completed", lv.completed);
   j.set("errors", lv.errors);
   if (!lv.first_error.empty()) j.set("first_error", lv.first_error);
+  if (lv.partial) j.set_bool("partial", true);
+  if (lv.aborted) j.set("aborted", lv.aborted);
   j.set("wrong_length", lv.wrong_length);
   j.set("wall_s", lv.wall_s);
   j.set("requests_per_s", lv.rps);
@@ -1068,7 +1102,10 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
       int max_users = 1;
       for (int n : o.users) max_users = std::max(max_users, n);
       const int warm = std::min(8, max_users);
-      const Level wl = runner.run(trace, uint64_t(1) << 30, warm, warm, 8);  // unmeasured warm-up
+      const auto deadline = o.time_limit_s > 0
+                                ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.time_limit_s))
+                                : Clock::time_point::max();
+      const Level wl = runner.run(trace, uint64_t(1) << 30, warm, warm, 8, deadline);  // unmeasured warm-up
       w.set("warmup", level_json(wl));
       uint64_t k = 0;
       std::printf("%-6s %9s %12s %10s %10s %10s %7s\n", "users", "req/s", "out tok/s", "latency s", "TTFT s", "TPOT ms",
@@ -1082,7 +1119,7 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
           levels.push(s);
           continue;
         }
-        const Level lv = runner.run(trace, k, n, count);
+        const Level lv = runner.run(trace, k, n, count, 0, deadline);
         k += static_cast<uint64_t>(count);
         levels.push(level_json(lv));
         w.set("levels", levels);
