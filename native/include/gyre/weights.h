@@ -64,6 +64,10 @@ struct ModelWeights {
 // Throws gyre::Error naming the file and field/tensor for anything missing or inconsistent.
 std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptions& options = {});
 
+// Quantizes every layer's float linear weights (and the LM head when asked) into buffers `m`
+// owns; weights already I8 are kept. load_model() calls it for LoadOptions::kInt8.
+void quantize_weights(ModelWeights& m, bool quantize_lm_head);
+
 // Symmetric per-row absmax INT8: scale[r] = max_k |w[r, k]| / 127 (float32), q = round-half-even
 // (w / scale) clamped to [-127, 127]; an all-zero row gets scale 0 and q 0. `w` is [rows, cols]
 // of F32, F16 or BF16. The one quantizer: load-time quantization and `gyre quantize` both use it,

@@ -158,6 +158,27 @@ int64_t ModelWeights::linear_weight_bytes() const {
   return n;
 }
 
+void quantize_weights(ModelWeights& m, bool quantize_lm_head) {
+  m.quantization = Quantization::kInt8;
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    LayerWeights& w = m.layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Linear parts[] = {{&w.wq, &w.wq_scale, p + "self_attn.q_proj.weight"},
+                      {&w.wk, &w.wk_scale, p + "self_attn.k_proj.weight"},
+                      {&w.wv, &w.wv_scale, p + "self_attn.v_proj.weight"},
+                      {&w.wo, &w.wo_scale, p + "self_attn.o_proj.weight"},
+                      {&w.w_gate, &w.w_gate_scale, p + "mlp.gate_proj.weight"},
+                      {&w.w_up, &w.w_up_scale, p + "mlp.up_proj.weight"},
+                      {&w.w_down, &w.w_down_scale, p + "mlp.down_proj.weight"}};
+    for (Linear& lin : parts)
+      if (lin.w->dtype != DType::kI8) quantize_into(m, lin);
+  }
+  if (quantize_lm_head && m.lm_head.dtype != DType::kI8) {
+    Linear lm{&m.lm_head, &m.lm_head_scale, "lm_head.weight"};
+    quantize_into(m, lm);
+  }
+}
+
 std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptions& options) {
   auto m = std::make_unique<ModelWeights>();
   m->config = load_config(dir);
@@ -230,26 +251,7 @@ std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptio
     m->lm_head = src.get("lm_head.weight", {V, H});
   }
 
-  if (options.quantization == Quantization::kInt8 || stored_int8) {
-    m->quantization = Quantization::kInt8;
-    for (size_t l = 0; l < m->layers.size(); ++l) {
-      LayerWeights& w = m->layers[l];
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      Linear parts[] = {{&w.wq, &w.wq_scale, p + "self_attn.q_proj.weight"},
-                        {&w.wk, &w.wk_scale, p + "self_attn.k_proj.weight"},
-                        {&w.wv, &w.wv_scale, p + "self_attn.v_proj.weight"},
-                        {&w.wo, &w.wo_scale, p + "self_attn.o_proj.weight"},
-                        {&w.w_gate, &w.w_gate_scale, p + "mlp.gate_proj.weight"},
-                        {&w.w_up, &w.w_up_scale, p + "mlp.up_proj.weight"},
-                        {&w.w_down, &w.w_down_scale, p + "mlp.down_proj.weight"}};
-      for (Linear& lin : parts)
-        if (lin.w->dtype != DType::kI8) quantize_into(*m, lin);
-    }
-    if (options.quantize_lm_head && m->lm_head.dtype != DType::kI8) {
-      Linear lm{&m->lm_head, &m->lm_head_scale, "lm_head.weight"};
-      quantize_into(*m, lm);
-    }
-  }
+  if (options.quantization == Quantization::kInt8 || stored_int8) quantize_weights(*m, options.quantize_lm_head);
   m->files = src.release();
   return m;
 }
