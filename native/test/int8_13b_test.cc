@@ -121,43 +121,7 @@ std::shared_ptr<ModelWeights> int8_copy(const ModelWeights& f16) {
 }
 
 std::unique_ptr<Backend> backend(std::shared_ptr<ModelWeights> w) {
-  auto b = make_backend("auto", std::move(w), 0);
-  KvCacheSpec spec;
-  spec.block_size = kBlock;
-  spec.num_blocks = kMaxBlocks;
-  b->allocate_kv_cache(spec);
-  return b;
-}
-
-std::vector<float> all_logits(Backend& be, const std::vector<int32_t>& ids) {
-  const int V = be.config().vocab_size;
-  std::vector<float> out(ids.size() * V);
-  Batch b;
-  b.clear();
-  add_chunk(b, ids, 0, static_cast<int>(ids.size()), 0, kBlock, kMaxBlocks, true);
-  be.forward(b, out.data());
-  return out;
-}
-
-// Sampled at temperature 1 from the reference model (seeded): text the model finds plausible.
-std::vector<int32_t> sample_sequence(Backend& be, uint32_t seed) {
-  const int V = be.config().vocab_size;
-  std::mt19937 rng(seed);
-  std::vector<int32_t> seq = {static_cast<int32_t>(3 + rng() % (V - 3))};
-  std::vector<float> logits(V);
-  Batch b;
-  while (static_cast<int>(seq.size()) < kTokens) {
-    b.clear();
-    add_chunk(b, seq, static_cast<int>(seq.size()) - 1, 1, 0, kBlock, kMaxBlocks, false);
-    be.forward(b, logits.data());
-    auto lp = log_softmax(logits.data(), V);
-    double u = std::uniform_real_distribution<double>(0, 1)(rng), acc = 0;
-    int pick = V - 1;
-    for (int i = 0; i < V; ++i)
-      if ((acc += std::exp(lp[i])) > u) { pick = i; break; }
-    seq.push_back(pick);
-  }
-  return seq;
+  return one_sequence_backend("auto", std::move(w), 0, kBlock, kMaxBlocks);
 }
 
 }  // namespace
@@ -170,11 +134,11 @@ TEST(int8_matches_f16_on_a_2_layer_13b_shape) {
   CHECK(w8->linear_weight_bytes() * 2 < wf->linear_weight_bytes() * 1.01);
   auto bf = backend(wf);
   const std::string device = bf->name();
-  auto seq = sample_sequence(*bf, 5);
-  auto ref = all_logits(*bf, seq);
+  auto seq = sample_sequence(*bf, kTokens, 5, kBlock, kMaxBlocks);
+  auto ref = all_logits(*bf, seq, kBlock, kMaxBlocks);
   bf.reset();  // one model's weights on the device at a time
   auto b8 = backend(w8);
-  auto q = all_logits(*b8, seq);
+  auto q = all_logits(*b8, seq, kBlock, kMaxBlocks);
   const Int8Metrics m = int8_metrics(ref.data(), q.data(), seq, wf->config.vocab_size);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("  backend %s, %d tokens, %.1f s; bounds: rel err max %.3f mean %.3f, top-1 >= %.2f and no clear flips, |ppl change| <= %.1f%%\n",

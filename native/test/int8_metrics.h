@@ -2,11 +2,15 @@
 // bounds the int8 tests share (quant_test on the fixtures, int8_13b_test on a 13B shape).
 #pragma once
 #include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <random>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "gyre/backend.h"
 #include "reference.h"
 
 namespace gyre_test {
@@ -19,6 +23,50 @@ inline std::vector<double> log_softmax(const float* x, int n) {
   std::vector<double> out(n);
   for (int i = 0; i < n; ++i) out[i] = x[i] - m - std::log(z);
   return out;
+}
+
+// A backend over one sequence's blocks [0, max_blocks) of `block` tokens.
+inline std::unique_ptr<gyre::Backend> one_sequence_backend(const std::string& kind, std::shared_ptr<gyre::ModelWeights> w,
+                                                           int threads, int block, int max_blocks) {
+  auto b = gyre::make_backend(kind, std::move(w), threads);
+  gyre::KvCacheSpec spec;
+  spec.block_size = block;
+  spec.num_blocks = max_blocks;
+  b->allocate_kv_cache(spec);
+  return b;
+}
+
+// Logits of every position of `ids`, one prefill.
+inline std::vector<float> all_logits(gyre::Backend& be, const std::vector<int32_t>& ids, int block, int max_blocks) {
+  const int V = be.config().vocab_size;
+  std::vector<float> out(ids.size() * V);
+  gyre::Batch b;
+  b.clear();
+  add_chunk(b, ids, 0, static_cast<int>(ids.size()), 0, block, max_blocks, true);
+  be.forward(b, out.data());
+  return out;
+}
+
+// A held-out sequence of `len` tokens, sampled at temperature 1 from the reference model
+// (seeded): text the model finds plausible; no quantity is fitted on it.
+inline std::vector<int32_t> sample_sequence(gyre::Backend& be, int len, uint32_t seed, int block, int max_blocks) {
+  const int V = be.config().vocab_size;
+  std::mt19937 rng(seed);
+  std::vector<int32_t> seq = {static_cast<int32_t>(3 + rng() % (V - 3))};
+  std::vector<float> logits(V);
+  gyre::Batch b;
+  while (static_cast<int>(seq.size()) < len) {
+    b.clear();
+    add_chunk(b, seq, static_cast<int>(seq.size()) - 1, 1, 0, block, max_blocks, false);
+    be.forward(b, logits.data());
+    auto lp = log_softmax(logits.data(), V);
+    double u = std::uniform_real_distribution<double>(0, 1)(rng), acc = 0;
+    int pick = V - 1;
+    for (int i = 0; i < V; ++i)
+      if ((acc += std::exp(lp[i])) > u) { pick = i; break; }
+    seq.push_back(pick);
+  }
+  return seq;
 }
 
 struct Int8Metrics {

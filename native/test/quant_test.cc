@@ -108,44 +108,15 @@ std::string write_int8_folder(const std::string& float_dir, const ModelWeights& 
 }
 
 std::unique_ptr<Backend> backend(std::shared_ptr<ModelWeights> w) {
-  auto b = make_backend("cpu", std::move(w), 2);
-  KvCacheSpec spec;
-  spec.block_size = kBlock;
-  spec.num_blocks = kMaxBlocks;
-  b->allocate_kv_cache(spec);
-  return b;
+  return one_sequence_backend("cpu", std::move(w), 2, kBlock, kMaxBlocks);
 }
 
 std::vector<float> all_logits(Backend& be, const std::vector<int32_t>& ids) {
-  const int V = be.config().vocab_size;
-  std::vector<float> out(ids.size() * V);
-  Batch b;
-  b.clear();
-  add_chunk(b, ids, 0, static_cast<int>(ids.size()), 0, kBlock, kMaxBlocks, true);
-  be.forward(b, out.data());
-  return out;
+  return gyre_test::all_logits(be, ids, kBlock, kMaxBlocks);
 }
 
-// A held-out sequence: sampled at temperature 1 from the float32 model (seeded), so it is text
-// the model finds plausible; no quantity is fitted on it.
 std::vector<int32_t> sample_sequence(Backend& be, int len, uint32_t seed) {
-  const int V = be.config().vocab_size;
-  std::mt19937 rng(seed);
-  std::vector<int32_t> seq = {static_cast<int32_t>(3 + rng() % (V - 3))};
-  std::vector<float> logits(V);
-  Batch b;
-  while (static_cast<int>(seq.size()) < len) {
-    b.clear();
-    add_chunk(b, seq, static_cast<int>(seq.size()) - 1, 1, 0, kBlock, kMaxBlocks, false);
-    be.forward(b, logits.data());
-    auto lp = log_softmax(logits.data(), V);
-    double u = std::uniform_real_distribution<double>(0, 1)(rng), acc = 0;
-    int pick = V - 1;
-    for (int i = 0; i < V; ++i)
-      if ((acc += std::exp(lp[i])) > u) { pick = i; break; }
-    seq.push_back(pick);
-  }
-  return seq;
+  return gyre_test::sample_sequence(be, len, seed, kBlock, kMaxBlocks);
 }
 
 Int8Metrics compare(Backend& f32, Backend& i8, const std::vector<int32_t>& seq) {
