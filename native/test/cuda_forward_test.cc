@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda_model_util.h"
 #include "cuda/memory_budget.h"
 #include "gyre/backend.h"
 #include "gyre/weights.h"
@@ -22,7 +23,6 @@ using namespace gyre_test;
 
 namespace {
 
-constexpr int kBlock = 16, kMaxBlocks = 16, kPool = 160;
 
 double tol(DType dt) { return dt == DType::kBF16 ? 2e-2 : 5e-3; }
 
@@ -57,34 +57,6 @@ std::shared_ptr<ModelWeights> converted(const std::string& name, DType dt) {
   return std::shared_ptr<ModelWeights>(h, &h->w);
 }
 
-std::unique_ptr<Backend> backend(const std::string& kind, std::shared_ptr<ModelWeights> w) {
-  auto b = make_backend(kind, std::move(w), 2);
-  KvCacheSpec spec;
-  spec.block_size = kBlock;
-  spec.num_blocks = kPool;
-  b->allocate_kv_cache(spec);
-  return b;
-}
-
-// Appends tokens [start, start + n) of a sequence whose block table is `blocks`.
-void add(Batch& b, const std::vector<int32_t>& ids, int start, int n, const std::vector<int>& blocks) {
-  for (int i = start; i < start + n; ++i) {
-    b.logits_indices.push_back(b.num_tokens());
-    b.token_ids.push_back(ids[i]);
-    b.positions.push_back(i);
-    b.slot_mapping.push_back(static_cast<int64_t>(blocks[i / kBlock]) * kBlock + i % kBlock);
-  }
-  b.query_start.push_back(b.num_tokens());
-  b.context_lens.push_back(start + n);
-  b.max_blocks_per_seq = kMaxBlocks;
-  for (int j = 0; j < kMaxBlocks; ++j) b.block_tables.push_back(j < static_cast<int>(blocks.size()) ? blocks[j] : -1);
-}
-
-std::vector<float> run(Backend& be, const Batch& b) {
-  std::vector<float> out(b.logits_indices.size() * be.config().vocab_size, NAN);
-  be.forward(b, out.data());
-  return out;
-}
 
 }  // namespace
 

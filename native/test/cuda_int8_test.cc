@@ -15,6 +15,7 @@
 #include <numeric>
 
 #include "cuda/cuda_test_util.h"
+#include "cuda_model_util.h"
 #include "cuda/gemm.cuh"
 #include "cuda/random_fill.cuh"
 #include "gyre/backend.h"
@@ -181,7 +182,6 @@ TEST(random_fill_is_deterministic_and_in_range) {
 
 namespace {
 
-constexpr int kBlock = 16, kMaxBlocks = 16, kPool = 160;
 
 double tol(DType dt) { return dt == DType::kBF16 ? 2e-2 : 5e-3; }
 
@@ -245,34 +245,6 @@ std::shared_ptr<ModelWeights> int8_model(const std::string& name, DType dt, bool
   return std::shared_ptr<ModelWeights>(h, &h->w);
 }
 
-std::unique_ptr<Backend> backend(const std::string& kind, std::shared_ptr<ModelWeights> w) {
-  auto b = make_backend(kind, std::move(w), 2);
-  KvCacheSpec spec;
-  spec.block_size = kBlock;
-  spec.num_blocks = kPool;
-  b->allocate_kv_cache(spec);
-  return b;
-}
-
-// Appends tokens [start, start + n) of a sequence whose block table is `blocks`; logits for all.
-void add(Batch& b, const std::vector<int32_t>& ids, int start, int n, const std::vector<int>& blocks) {
-  for (int i = start; i < start + n; ++i) {
-    b.logits_indices.push_back(b.num_tokens());
-    b.token_ids.push_back(ids[i]);
-    b.positions.push_back(i);
-    b.slot_mapping.push_back(static_cast<int64_t>(blocks[i / kBlock]) * kBlock + i % kBlock);
-  }
-  b.query_start.push_back(b.num_tokens());
-  b.context_lens.push_back(start + n);
-  b.max_blocks_per_seq = kMaxBlocks;
-  for (int j = 0; j < kMaxBlocks; ++j) b.block_tables.push_back(j < static_cast<int>(blocks.size()) ? blocks[j] : -1);
-}
-
-std::vector<float> run(Backend& be, const Batch& b) {
-  std::vector<float> out(b.logits_indices.size() * be.config().vocab_size, NAN);
-  be.forward(b, out.data());
-  return out;
-}
 
 }  // namespace
 
@@ -317,18 +289,9 @@ TEST(int8_model_matches_cpu) {
 
 namespace {
 
-TensorView virtual_tensor(DType dt, std::vector<int64_t> shape) {
-  TensorView t;
-  t.dtype = dt;
-  t.shape = std::move(shape);
-  t.nbytes = static_cast<size_t>(t.numel()) * dtype_size(dt);
-  return t;  // data == nullptr
-}
-
 // A model with shapes but no data: the upload generates the values on the GPU.
 std::shared_ptr<ModelWeights> virtual_model(bool int8) {
-  auto w = std::make_shared<ModelWeights>();
-  ModelConfig& c = w->config;
+  ModelConfig c;
   c.architecture = "LlamaForCausalLM";
   c.hidden_size = 256;
   c.intermediate_size = 704;
@@ -338,32 +301,7 @@ std::shared_ptr<ModelWeights> virtual_model(bool int8) {
   c.head_dim = 64;
   c.vocab_size = 1000;
   c.max_position_embeddings = 4096;
-  const int64_t H = c.hidden_size, I = c.intermediate_size, QO = 256, KVO = 128, V = c.vocab_size;
-  w->dtype = DType::kF16;
-  w->quantization = int8 ? Quantization::kInt8 : Quantization::kNone;
-  const DType lin = int8 ? DType::kI8 : DType::kF16;
-  auto linear = [&](TensorView& t, TensorView& scale, int64_t out, int64_t in) {
-    t = virtual_tensor(lin, {out, in});
-    if (int8) scale = virtual_tensor(DType::kF32, {out});
-  };
-  w->embed = virtual_tensor(DType::kF16, {V, H});
-  for (int i = 0; i < c.num_layers; ++i) {
-    LayerWeights l;
-    l.input_norm = virtual_tensor(DType::kF32, {H});
-    l.post_norm = virtual_tensor(DType::kF32, {H});
-    linear(l.wq, l.wq_scale, QO, H);
-    linear(l.wk, l.wk_scale, KVO, H);
-    linear(l.wv, l.wv_scale, KVO, H);
-    linear(l.wo, l.wo_scale, H, QO);
-    linear(l.w_gate, l.w_gate_scale, I, H);
-    linear(l.w_up, l.w_up_scale, I, H);
-    linear(l.w_down, l.w_down_scale, H, I);
-    w->layers.push_back(l);
-  }
-  w->final_norm = virtual_tensor(DType::kF32, {H});
-  if (int8) linear(w->lm_head, w->lm_head_scale, V, H);
-  else w->lm_head = virtual_tensor(DType::kF16, {V, H});
-  return w;
+  return gyre::virtual_model(c, int8, /*int8_lm_head=*/int8);
 }
 
 }  // namespace

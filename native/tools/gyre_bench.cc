@@ -192,45 +192,6 @@ bool shape_config(const std::string& name, ModelConfig& c) {
   return true;
 }
 
-[[maybe_unused]] TensorView virtual_tensor(DType dt, std::vector<int64_t> shape) {
-  TensorView t;
-  t.dtype = dt;
-  t.shape = std::move(shape);
-  t.data = nullptr;  // the CUDA upload generates random normal values for it on the GPU
-  t.nbytes = static_cast<size_t>(t.numel()) * dtype_size(dt);
-  return t;
-}
-
-[[maybe_unused]] std::shared_ptr<ModelWeights> virtual_model(const ModelConfig& c, bool int8) {
-  auto m = std::make_shared<ModelWeights>();
-  m->config = c;
-  m->dtype = DType::kF16;
-  m->quantization = int8 ? Quantization::kInt8 : Quantization::kNone;
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  const int64_t QO = int64_t(c.num_heads) * c.head_dim, KVO = int64_t(c.num_kv_heads) * c.head_dim;
-  const DType lin = int8 ? DType::kI8 : DType::kF16;
-  auto linear = [&](TensorView& w, TensorView& scale, int64_t out, int64_t in) {
-    w = virtual_tensor(lin, {out, in});
-    if (int8) scale = virtual_tensor(DType::kF32, {out});
-  };
-  m->embed = virtual_tensor(DType::kF16, {V, H});
-  m->layers.resize(static_cast<size_t>(c.num_layers));
-  for (LayerWeights& l : m->layers) {
-    l.input_norm = virtual_tensor(DType::kF16, {H});
-    l.post_norm = virtual_tensor(DType::kF16, {H});
-    linear(l.wq, l.wq_scale, QO, H);
-    linear(l.wk, l.wk_scale, KVO, H);
-    linear(l.wv, l.wv_scale, KVO, H);
-    linear(l.wo, l.wo_scale, H, QO);
-    linear(l.w_gate, l.w_gate_scale, I, H);
-    linear(l.w_up, l.w_up_scale, I, H);
-    linear(l.w_down, l.w_down_scale, H, I);
-  }
-  m->final_norm = virtual_tensor(DType::kF16, {H});
-  m->lm_head = virtual_tensor(DType::kF16, {V, H});
-  return m;
-}
-
 // Bytes and FLOPs, counted from the shapes (what a perfect kernel must move / compute).
 struct Counts {
   int64_t linear_bytes = 0;     // every layer's linear weights (+ int8 scales)

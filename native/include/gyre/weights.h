@@ -68,6 +68,11 @@ std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptio
 // owns; weights already I8 are kept. load_model() calls it for LoadOptions::kInt8.
 void quantize_weights(ModelWeights& m, bool quantize_lm_head);
 
+// A weightless f16 model of config `c` (every TensorView has dtype and shape, data == nullptr):
+// the CUDA upload fills such tensors with random values on the GPU (benchmarks, tests). With
+// `int8`, every layer's linear weights are I8 with F32 scales, and the LM head too if `int8_lm_head`.
+std::shared_ptr<ModelWeights> virtual_model(const ModelConfig& c, bool int8, bool int8_lm_head = false);
+
 // Symmetric per-row absmax INT8: scale[r] = max_k |w[r, k]| / 127 (float32), q = round-half-even
 // (w / scale) clamped to [-127, 127]; an all-zero row gets scale 0 and q 0. `w` is [rows, cols]
 // of F32, F16 or BF16. The one quantizer: load-time quantization and `gyre quantize` both use it,
