@@ -108,8 +108,7 @@ template <typename T, int M>
 void gemv_int8_launch(const void* A, int lda, const int8_t* W, const float* scale, float* C, int ldc, int N, int K,
                       cudaStream_t stream) {
   const int blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
-  gemv_int8_kernel<T, M><<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(A), lda, W, scale, C, ldc, N, K);
-  CUDA_CHECK_LAUNCH();
+  launch(gemv_int8_kernel<T, M>, blocks, kThreads, 0, stream, static_cast<const T*>(A), lda, W, scale, C, ldc, N, K);
 }
 
 template <typename T>
