@@ -123,9 +123,11 @@ namespace {
 
 // ---- Errors ----
 cudaError_t g_last_error = cudaSuccess;
+cudaError_t g_message_code = cudaSuccess;  // the error g_last_message explains
 std::string g_last_message;
 cudaError_t fail(cudaError_t e, const std::string& msg) {
   g_last_error = e;
+  g_message_code = e;
   g_last_message = msg;
   if (std::getenv("GYRE_EMU_VERBOSE")) std::fprintf(stderr, "simt: %s\n", msg.c_str());
   return e;
@@ -615,7 +617,7 @@ const char* cudaGetErrorName(cudaError_t e) {
   }
 }
 const char* cudaGetErrorString(cudaError_t e) {
-  if (e != cudaSuccess && e == simt::g_last_error && !simt::g_last_message.empty())
+  if (e != cudaSuccess && e == simt::g_message_code && !simt::g_last_message.empty())
     return simt::g_last_message.c_str();
   return cudaGetErrorName(e);
 }
