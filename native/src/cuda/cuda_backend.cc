@@ -78,6 +78,10 @@ int CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   const size_t half_bytes = static_cast<size_t>(blocks) * per_block / 2;
   k_cache_.reserve(half_bytes);
   v_cache_.reserve(half_bytes);
+  // Cleared once: a kernel that read a never-written slot would see zeros, not stale NaN bits.
+  CUDA_CHECK(cudaMemsetAsync(k_cache_.get(), 0, half_bytes, stream_));
+  CUDA_CHECK(cudaMemsetAsync(v_cache_.get(), 0, half_bytes, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   num_blocks_ = static_cast<int>(blocks);
   return num_blocks_;
 }
