@@ -210,6 +210,10 @@ TEST(host_decode_splits_cover_the_visible_keys) {
   CHECK_EQ(decode_num_splits(513, 512), 2);
   // Mistral at position 32000 with a 4096-key window: 8 splits, not the 63 its position would give.
   CHECK_EQ(decode_num_splits(std::min(32000 + 1, 4096), 512), 8);
+  ModelConfig c;
+  c.num_heads = 32;
+  c.head_dim = 128;
+  CHECK_EQ(decode_workspace_bytes(c, 7, 3), int64_t(sizeof(float)) * decode_attention_workspace(7, 32, 3, 128));
 }
 
 TEST(host_attention_cases_are_valid) {

@@ -10,16 +10,12 @@
 #include <cstdint>
 
 #include "cuda/attention.h"
+#include "gyre/gpu_memory.h"  // decode_num_splits
 #include "gyre/tensor.h"
 
 namespace gyre {
 
-// Splits that cover `visible_keys` keys (the most any decode token of the batch sees).
-inline int decode_num_splits(int visible_keys, int split_len) {
-  return visible_keys <= 0 ? 1 : (visible_keys + split_len - 1) / split_len;
-}
-
-// Floats of workspace decode_attention needs.
+// Floats of workspace decode_attention needs (gyre::decode_workspace_bytes counts the same, in bytes).
 inline int64_t decode_attention_workspace(int n_tokens, int num_heads, int num_splits, int head_dim) {
   return static_cast<int64_t>(n_tokens) * num_heads * num_splits * (head_dim + 2);
 }
