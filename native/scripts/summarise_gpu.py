@@ -303,7 +303,7 @@ def summarise(args):
                                     for d in pf if num(d.get("ms")) is not None]
     seven_b_kv = [k for k in kv if k.get("shape") == "llama-2-7b"]
     if seven_b_kv:
-        projection["kv_at_22GiB_7b_conversations"] = seven_b_kv[0].get("concurrent_conversations")
+        projection["kv_at_a10g_budget_7b_conversations"] = seven_b_kv[0].get("concurrent_conversations")
 
     # --- the peer ---
     peer_info = dict(name="transformers", version=(peer or {}).get("transformers"), torch=(peer or {}).get("torch"),
