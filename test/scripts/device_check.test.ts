@@ -113,7 +113,7 @@ test('correctness: the budget bounds the pass; the steps it does not reach are s
   expect(r.json.results['mma cuda_kernels_test']).toBe('FAIL timeout 3s');
   expect(r.json.results['mma cuda_attention_test']).toMatch(/^FAIL timeout [1-3]s$/);
   expect(r.json.results.hf_compare).toBe('skipped (time budget)');
-  expect(r.json.seconds).toBeLessThanOrEqual(8 + 5);  // the budget, plus one kill's grace
+  expect(r.json.seconds).toBeLessThanOrEqual(8 + 10);  // the budget, plus a kill's grace and slack for a busy machine
   expect(r.status).toBe(1);
 });
 
