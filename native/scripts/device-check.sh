@@ -146,7 +146,7 @@ if [ "$PASS" = correctness ]; then
     GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
     ( T=$(( $(left) - 150 )); [ "$T" -gt 10 ] || exit 124
       timeout -k 5 "$T" cmake -S native -B native/build-device-lt "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DGYRE_CUBLASLT=ON > "$TMPD/lt-config" 2>&1; rc=$?
+        -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DGYRE_CUDA=ON -DGYRE_CUBLASLT=ON > "$TMPD/lt-config" 2>&1; rc=$?
       cat "$TMPD/lt-config"
       [ $rc -eq 0 ] && grep -q 'gyre: cuBLASLt ON' "$TMPD/lt-config" || exit 1
       T=$(( $(left) - 150 )); [ "$T" -gt 10 ] || exit 124
