@@ -50,8 +50,8 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
   });
   const port = (server.address() as AddressInfo).port;
 
-  const [{ Admission }, { createApp }, { EmfReporter }, { createLogger }, { Metrics }, { ModelHost }] = await Promise.all([
-    import('./admission'), import('./app'), import('./emf'), import('./logger'), import('./metrics'), import('./model_host'),
+  const [{ Admission }, { createApp }, { EmfReporter }, { createLogger }, { Metrics }, { ModelHost }, { BodyBudget }] = await Promise.all([
+    import('./admission'), import('./app'), import('./emf'), import('./logger'), import('./metrics'), import('./model_host'), import('./body'),
   ]);
   const logger = opts.logger ?? createLogger(opts.logDestination);
   const host = new ModelHost(cfg, logger, opts.loadEngine);
@@ -61,6 +61,7 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
     cfg,
     host,
     admission: new Admission(cfg.maxSeqs, cfg.maxWaiting, () => stats()?.numWaiting ?? 0),
+    bodyLimits: { timeoutMs: cfg.bodyTimeoutMs, budget: new BodyBudget(cfg.maxBodyBytesInFlight) },
     metrics: new Metrics(stats),
     emf: new EmfReporter(logger, () => host.name, stats),
     logger,
