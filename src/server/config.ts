@@ -39,7 +39,7 @@ export const DEFAULTS = {
   maxWaiting: 1024,
   drainTimeoutS: 25,
   emfIntervalS: 10,
-  maxResponseBufferMib: 4,
+  maxResponseBufferBytes: 4 * 1024 * 1024,
   bodyTimeoutS: 30,
   maxBodyBytesInFlight: 64 * 1024 * 1024,
 };
@@ -143,8 +143,7 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     emfIntervalMs: 1000 * (intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? DEFAULTS.emfIntervalS),
     ...gpuMemorySettings(flags, env),
     ...quantization,
-    maxResponseBufferBytes: 1024 * 1024 *
-      (intSetting(flags, 'maxResponseBufferMib', env, ['GYRE_MAX_RESPONSE_BUFFER_MIB'], 1) ?? DEFAULTS.maxResponseBufferMib),
+    maxResponseBufferBytes: intSetting(flags, 'maxResponseBuffer', env, ['GYRE_MAX_RESPONSE_BUFFER'], 1) ?? DEFAULTS.maxResponseBufferBytes,
     bodyTimeoutMs: 1000 * (intSetting(flags, 'bodyTimeout', env, ['GYRE_BODY_TIMEOUT'], 1) ?? DEFAULTS.bodyTimeoutS),
     maxBodyBytesInFlight: intSetting(flags, 'maxBodyBytesInFlight', env, ['GYRE_MAX_BODY_BYTES_IN_FLIGHT'], 1) ?? DEFAULTS.maxBodyBytesInFlight,
   };

@@ -98,6 +98,7 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
           streams.forEach((other) => void other.return?.());
         } else {
           write(format.chunk(c, chunk));
+          c.forgetTop();
         }
       }
     }));

@@ -16,7 +16,7 @@ test('defaults need no settings', () => {
     quantization: 'none', quantizeLmHead: false,
     maxResponseBufferBytes: 4 * 1024 * 1024, bodyTimeoutMs: 30_000, maxBodyBytesInFlight: 64 * 1024 * 1024,
   });
-  expect(resolveConfig({ bodyTimeout: 5 }, { ...noModelRoot, GYRE_MAX_RESPONSE_BUFFER_MIB: '1', GYRE_MAX_BODY_BYTES_IN_FLIGHT: '1000' }))
+  expect(resolveConfig({ bodyTimeout: 5 }, { ...noModelRoot, GYRE_MAX_RESPONSE_BUFFER: '1048576', GYRE_MAX_BODY_BYTES_IN_FLIGHT: '1000' }))
     .toMatchObject({ maxResponseBufferBytes: 1024 * 1024, bodyTimeoutMs: 5000, maxBodyBytesInFlight: 1000 });
   expect(() => resolveConfig({}, { ...noModelRoot, GYRE_BODY_TIMEOUT: '0' })).toThrow('GYRE_BODY_TIMEOUT=0: expected an integer >= 1');
 });
