@@ -119,11 +119,14 @@ async function nonReading(root: string): Promise<unknown> {
     for (let t = 0; t < 60; t++) { await sleep(500); peak = Math.max(peak, srv.rssMib()); }
   })());
   const pingStats = await ping;
+  const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+  const aborted = Number(/^gyre_slow_client_aborts_total (\d+)/m.exec(metrics)?.[1] ?? 0);
   sockets.forEach((s) => s.destroy());
   await sleep(5000);
   const after = srv.rssMib();
   await srv.stop();
-  return { clients: 64, n: 4, top_logprobs: 20, max_tokens: 1000, rss_mib: { before: Math.round(before), peak: Math.round(peak), after_close_5s: Math.round(after) }, ping: pingStats };
+  return { clients: 64, n: 4, top_logprobs: 20, max_tokens: 1000, window_s: 30, slow_client_aborts: aborted,
+    rss_mib: { before: Math.round(before), peak: Math.round(peak), after_close_5s: Math.round(after) }, ping: pingStats };
 }
 
 /** Point 9: 100 POSTs each holding 5.99 MB of a declared 6 MB body. */

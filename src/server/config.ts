@@ -39,7 +39,7 @@ export const DEFAULTS = {
   maxWaiting: 1024,
   drainTimeoutS: 25,
   emfIntervalS: 10,
-  maxResponseBufferBytes: 4 * 1024 * 1024,
+  maxResponseBufferBytes: 1024 * 1024,
   bodyTimeoutS: 30,
   maxBodyBytesInFlight: 64 * 1024 * 1024,
 };
