@@ -66,7 +66,8 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
   const write = (bytes: string) => {
     if (!bytes || clientGone || res.destroyed) return;
     res.write(bytes);
-    // Bytes the client has not taken yet, in Node and in the socket: past the cap, stop buffering.
+    // Bytes Node holds for this client (response and socket buffers; the kernel's are fixed, see
+    // server.ts): past the cap the client has fallen behind, and buffering stops here.
     const buffered = res.writableLength;
     if (buffered > slow.maxBufferBytes) {
       clientGone = true;
