@@ -64,6 +64,10 @@ export const completionSchema = z.object({
   echo: z.boolean().nullish(),
   best_of: z.int().min(1).nullish(),
   suffix: z.null({ error: 'suffix is not supported' }).optional(),
+  // Refused exactly as chat refuses them, rather than silently ignored.
+  tools: z.array(z.unknown()).max(0, { error: 'tools are not supported' }).nullish(),
+  tool_choice: z.literal('none', { error: 'tool_choice is not supported' }).nullish(),
+  response_format: z.object({ type: z.literal('text', { error: 'only the "text" response format is supported' }) }).nullish(),
 });
 
 export type ChatBody = z.infer<typeof chatSchema>;

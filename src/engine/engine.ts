@@ -43,6 +43,7 @@ const SAMPLING_KEYS = [
 export class Engine {
   readonly config: NativeModelConfig;
   private readonly streams = new Map<number, RequestStream>();
+  private readonly steps: NativeSeqOutput[][] = [];   // received, not yet delivered
   private nextId = 1;
   private chatTemplate?: ChatTemplate;
   private pool?: TokenizerPool;
@@ -179,13 +180,31 @@ export class Engine {
   /** Stops the engine thread; unfinished requests end with 'abort'. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= Promise.all([this.native.close(), this.pool?.close()]).then(() => undefined).finally(() => {
+      for (let step = this.steps.shift(); step; step = this.steps.shift()) this.deliver(step);
       for (const stream of this.streams.values()) stream.fail('abort', 'the engine was closed');
       this.streams.clear();
     });
     return this.closing;
   }
 
+  /**
+   * Steps are delivered one per turn of the event loop. Node runs up to 1000 queued thread-safe
+   * calls back to back, and each step's outputs are formatted and written before the next; when
+   * the engine ran ahead (many streams with logprobs), that held off /ping for seconds. Now I/O
+   * is served between any two steps; the engine still never waits on JS.
+   */
   private onStep(outputs: NativeSeqOutput[]): void {
+    this.steps.push(outputs);
+    if (this.steps.length === 1) setImmediate(this.deliverNext);
+  }
+
+  private readonly deliverNext = (): void => {
+    const outputs = this.steps.shift();
+    if (outputs) this.deliver(outputs);
+    if (this.steps.length) setImmediate(this.deliverNext);
+  };
+
+  private deliver(outputs: NativeSeqOutput[]): void {
     for (const out of outputs) {
       const stream = this.streams.get(out.id);
       if (!stream) continue;

@@ -123,6 +123,8 @@ export interface NativeAddon {
    *  to +-127), synchronous; the same function the loader quantizes at load with. data holds
    *  rows * cols elements of dtype, little-endian. */
   quantizeInt8(data: Uint8Array, dtype: 'F32' | 'F16' | 'BF16', rows: number, cols: number): NativeInt8Tensor;
+  /** SO_SNDBUF on a socket's file descriptor (the kernel doubles it); false when it failed. */
+  setSendBuffer(fd: number, bytes: number): boolean;
 }
 
 export interface NativeInt8Tensor {
