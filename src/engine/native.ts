@@ -37,6 +37,8 @@ export interface NativeSamplingParams {
   stopTokenIds?: number[];
   ignoreEos?: boolean;
   logprobs?: number;           // -1/absent: none; 0: chosen token; n: plus top n
+  /** Structured output: each token waits for its mask (setMask); EOS always stops. */
+  constrained?: boolean;
 }
 
 export interface NativeTopLogprob { token: number; logprob: number }
@@ -99,6 +101,9 @@ export interface NativeEngine {
   submit(id: number, prompt: number[] | Int32Array, params: NativeSamplingParams, promptLogits: boolean,
          promptLogprobs?: boolean): void;
   abort(id: number): void;
+  /** A constrained request's allowed tokens for output token number outputIndex: bit t % 32 of
+   *  mask[t / 32], ceil(vocab / 32) words. Ignored once the request has finished. */
+  setMask(id: number, outputIndex: number, mask: Int32Array | Uint32Array): void;
   stats(): NativeEngineStats;
   config(): NativeModelConfig;
   backend(): string;

@@ -88,6 +88,11 @@ class Engine {
   // Throws gyre::Error for an invalid request (empty prompt, token id out of range, too long).
   void submit(Request request);
   void abort(uint64_t id);   // takes effect at the next step; reported with kAbort
+  // The allowed tokens of a constrained request's output token number output_index: bit t % 32 of
+  // words[t / 32], ceil(vocab / 32) words. The engine samples that token only once this has come
+  // (it waits for it after the forward pass). Ignored for a request that is not running. Throws
+  // for a wrong length.
+  void set_mask(uint64_t id, int output_index, std::vector<uint32_t> words);
   EngineStats stats() const;
   const ModelConfig& config() const;
   const char* backend_name() const;

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <unistd.h>
@@ -109,6 +110,22 @@ class EngineImpl {
     wake_.notify_one();
   }
 
+  void set_mask(uint64_t id, int output_index, std::vector<uint32_t> words) {
+    const size_t num_words = (static_cast<size_t>(config().vocab_size) + 31) / 32;
+    if (words.size() != num_words)
+      throw Error("request " + std::to_string(id) + ": a token mask needs " + std::to_string(num_words) +
+                  " words (vocabulary " + std::to_string(config().vocab_size) + "), got " +
+                  std::to_string(words.size()));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!live_ids_.count(id)) return;
+      PendingMask& m = masks_[id];
+      m.output_index = output_index;
+      m.words = std::move(words);
+    }
+    wake_.notify_one();
+  }
+
   EngineStats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     EngineStats s = stats_;
@@ -144,8 +161,11 @@ class EngineImpl {
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        for (const SeqOutput& o : out.outputs)
-          if (o.finish != FinishReason::kNone) live_ids_.erase(o.id);
+        for (const SeqOutput& o : out.outputs) {
+          if (o.finish == FinishReason::kNone) continue;
+          live_ids_.erase(o.id);
+          masks_.erase(o.id);
+        }
         publish_stats();
       }
       if (!out.outputs.empty() && on_output_) {
@@ -188,8 +208,37 @@ class EngineImpl {
       num_prompt_tokens_ += std::max(0, std::min(first + s.num_new_tokens, s.seq->num_prompt_tokens) - first);
     }
     scheduler_->update_computed(sched);
+    take_masks(sched);
     for (const ScheduledSeq& s : sched.scheduled) postprocess(s, result);
     return result;
+  }
+
+  // Constrained sequences sample only with the mask of their next output position. Masks are
+  // computed in JS from the previous step's tokens, normally during this step's forward pass; the
+  // engine waits here (no polling) for those still missing, or for an abort or stop.
+  void take_masks(const SchedulerOutput& sched) {
+    waiting_.clear();
+    for (const ScheduledSeq& s : sched.scheduled) {
+      const Sequence& seq = *s.seq;
+      if (s.sample_row >= 0 && seq.params.constrained && seq.num_output_tokens() < seq.params.max_tokens &&
+          seq.mask_index != seq.num_output_tokens())
+        waiting_.push_back(s.seq);
+    }
+    if (waiting_.empty()) return;
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto ready = [&](const Sequence* seq) {
+      auto it = masks_.find(seq->id);
+      return (it != masks_.end() && it->second.output_index == seq->num_output_tokens()) ||
+             std::find(pending_aborts_.begin(), pending_aborts_.end(), seq->id) != pending_aborts_.end();
+    };
+    wake_.wait(lock, [&] { return stop_ || std::all_of(waiting_.begin(), waiting_.end(), ready); });
+    for (Sequence* seq : waiting_) {
+      auto it = masks_.find(seq->id);
+      if (it == masks_.end() || it->second.output_index != seq->num_output_tokens()) continue;  // aborted
+      seq->mask.swap(it->second.words);
+      seq->mask_index = seq->num_output_tokens();
+      it->second.output_index = -1;
+    }
   }
 
   // Collects prompt logits, samples where the chunk reached the end, and finishes sequences.
@@ -216,11 +265,17 @@ class EngineImpl {
     SeqOutput out;
     FinishReason finish = FinishReason::kNone;
     const SamplingParams& p = seq.params;
+    const bool masked = p.constrained && seq.num_output_tokens() < p.max_tokens;
+    if (masked && seq.mask_index != seq.num_output_tokens()) return;  // aborted or stopping: no mask came
+    if (masked && std::none_of(seq.mask.begin(), seq.mask.end(), [](uint32_t w) { return w != 0; })) {
+      fail({seq.id}, "the grammar allows no next token", result);
+      return;
+    }
     if (seq.num_output_tokens() >= p.max_tokens) {
       finish = FinishReason::kLength;  // max_tokens 0: prefill only
     } else {
       SampledToken t = sampler_->sample(logits_.data() + s.sample_row * vocab_size, p, seq.tokens,
-                                        seq.num_prompt_tokens, seq.seed);
+                                        seq.num_prompt_tokens, seq.seed, masked ? seq.mask.data() : nullptr);
       seq.tokens.push_back(t.token);
       ++num_generated_tokens_;
       out.tokens.push_back(t.token);
@@ -247,7 +302,8 @@ class EngineImpl {
   FinishReason stop_reason(const Sequence& seq, int32_t token) const {
     const SamplingParams& p = seq.params;
     const auto& eos = config().eos_token_ids;
-    if (!p.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) return FinishReason::kStop;
+    if ((!p.ignore_eos || p.constrained) && std::find(eos.begin(), eos.end(), token) != eos.end())
+      return FinishReason::kStop;
     if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end())
       return FinishReason::kStop;
     if (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_) return FinishReason::kLength;
@@ -305,6 +361,7 @@ class EngineImpl {
   Batch batch_;
   std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
   std::vector<float> logprob_scratch_;  // [vocab]
+  std::vector<Sequence*> waiting_;     // constrained sequences whose mask this step has not come
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;
@@ -314,6 +371,11 @@ class EngineImpl {
   std::vector<std::unique_ptr<Sequence>> pending_;
   std::vector<uint64_t> pending_aborts_;
   std::unordered_set<uint64_t> live_ids_;
+  struct PendingMask {
+    int output_index = -1;          // -1: taken
+    std::vector<uint32_t> words;
+  };
+  std::unordered_map<uint64_t, PendingMask> masks_;  // by request id
   std::mt19937_64 seed_rng_;
   EngineStats stats_;
   bool stop_ = false;
@@ -325,6 +387,9 @@ Engine::Engine(std::shared_ptr<ModelWeights> weights, const EngineOptions& optio
 Engine::~Engine() = default;
 void Engine::submit(Request request) { impl_->submit(std::move(request)); }
 void Engine::abort(uint64_t id) { impl_->abort(id); }
+void Engine::set_mask(uint64_t id, int output_index, std::vector<uint32_t> words) {
+  impl_->set_mask(id, output_index, std::move(words));
+}
 EngineStats Engine::stats() const { return impl_->stats(); }
 const ModelConfig& Engine::config() const { return impl_->config(); }
 const char* Engine::backend_name() const { return impl_->backend_name(); }

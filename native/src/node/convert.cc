@@ -126,6 +126,7 @@ gyre::SamplingParams to_sampling_params(const Napi::Value& value) {
   if (!stop.IsUndefined() && !stop.IsNull()) p.stop_token_ids = to_int32_list(stop, "params.stopTokenIds");
   get_bool(o, s, "ignoreEos", &p.ignore_eos);
   if (get_int(o, s, "logprobs", -1, 1024, &i)) p.logprobs = int(i);
+  get_bool(o, s, "constrained", &p.constrained);
   return p;
 }
 
