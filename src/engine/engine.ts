@@ -160,7 +160,8 @@ export class Engine {
   compileGrammar(spec: GrammarSpec): Promise<Grammar> {
     const tokenizer = this.requireTokenizer();
     const stops = [...new Set([...this.config.eosTokenIds, ...tokenizer.eosTokenIds])];
-    this.grammars ??= new GrammarCompiler(tokenizer, this.config.vocabSize, stops);
+    this.grammars ??= new GrammarCompiler(tokenizer, this.config.vocabSize, stops,
+      (busy) => { if (!this.closing) this.native.setGrammarBusy(busy); });
     return this.grammars.compile(spec);
   }
 

@@ -29,6 +29,9 @@ export interface Grammar {
 
 const MAX_CACHED = 128;
 
+/** Time spent computing masks in this process (the benchmark reports it). */
+export const maskStats = { count: 0, totalMs: 0, maxMs: 0 };
+
 /** Token strings by id, as xgrammar reads them (the tokenizer's own pieces, "▁" and "<0x0A>" included). */
 function vocabType(vocab: string[]): 'byte_fallback' | 'byte_level' | 'raw' {
   if (vocab.some((t) => /^<0x[0-9A-F]{2}>$/.test(t))) return 'byte_fallback';
@@ -45,8 +48,9 @@ export class GrammarCompiler {
   private compiler?: Promise<{ xg: Xgrammar; compiler: XgGrammarCompiler }>;
   private readonly cache = new Map<string, Promise<Grammar>>();
 
+  /** busy(true/false) brackets each blocking compilation (the engine then does not wait for masks). */
   constructor(private readonly tokenizer: Tokenizer, private readonly vocabSize: number,
-              readonly stopTokenIds: number[]) {}
+              readonly stopTokenIds: number[], private readonly busy: (on: boolean) => void = () => {}) {}
 
   /** Throws XgrammarError (xgrammar's message) for a grammar it cannot compile. */
   compile(spec: GrammarSpec): Promise<Grammar> {
@@ -72,7 +76,7 @@ export class GrammarCompiler {
 
   private async compileNew(spec: GrammarSpec, key: string): Promise<Grammar> {
     const { compiler } = await this.start();
-    const compiled = await xgCall(() => {
+    const compiled = await this.blocking(() => xgCall(() => {
       switch (spec.type) {
         // One-line JSON without free whitespace (a model cannot pad it forever); strict: properties
         // the schema does not list are not generated.
@@ -82,16 +86,25 @@ export class GrammarCompiler {
         case 'choice': return compiler.compileGrammar(`root ::= ${spec.choices.map(ebnfString).join(' | ')}`);
         case 'ebnf': return compiler.compileGrammar(spec.grammar);
       }
-    });
+    }));
     return { key, compiled };
+  }
+
+  private async blocking<T>(call: () => Promise<T>): Promise<T> {
+    this.busy(true);
+    try {
+      return await call();
+    } finally {
+      this.busy(false);
+    }
   }
 
   private start(): Promise<{ xg: Xgrammar; compiler: XgGrammarCompiler }> {
     this.compiler ??= (async () => {
       const xg = await loadXgrammar();
       const vocab = this.tokenizer.vocabStrings();
-      const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, vocabType(vocab), false, this.vocabSize,
-        this.stopTokenIds);
+      const info = await this.blocking(() => xg.TokenizerInfo.createTokenizerInfo(vocab, vocabType(vocab), false,
+        this.vocabSize, this.stopTokenIds));
       return { xg, compiler: await xg.GrammarCompiler.createGrammarCompiler(info) };
     })();
     return this.compiler;
@@ -146,7 +159,12 @@ export class ConstrainedSequence {
   private postNext(): void {
     this.run(async () => {
       if (this.matcher!.isTerminated()) return;  // it took a stop token: the engine has stopped too
+      const t0 = performance.now();
       const mask = await this.matcher!.getNextTokenBitmask();
+      const ms = performance.now() - t0;
+      maskStats.count++;
+      maskStats.totalMs += ms;
+      maskStats.maxMs = Math.max(maskStats.maxMs, ms);
       if (!this.closed) this.post(this.numAccepted, mask);
     });
   }

@@ -104,6 +104,9 @@ export interface NativeEngine {
   /** A constrained request's allowed tokens for output token number outputIndex: bit t % 32 of
    *  mask[t / 32], ceil(vocab / 32) words. Ignored once the request has finished. */
   setMask(id: number, outputIndex: number, mask: Int32Array | Uint32Array): void;
+  /** True while JS compiles a grammar (and so cannot post masks): a constrained sequence whose
+   *  mask is missing then sits out with its logits held instead of stalling the step. */
+  setGrammarBusy(busy: boolean): void;
   stats(): NativeEngineStats;
   config(): NativeModelConfig;
   backend(): string;

@@ -93,6 +93,9 @@ class Engine {
   // (it waits for it after the forward pass). Ignored for a request that is not running. Throws
   // for a wrong length.
   void set_mask(uint64_t id, int output_index, std::vector<uint32_t> words);
+  // While busy (the mask producer compiles a grammar and cannot post), a constrained sequence
+  // whose mask is missing sits out with its logits row held, rather than making the step wait.
+  void set_grammar_busy(bool busy);
   EngineStats stats() const;
   const ModelConfig& config() const;
   const char* backend_name() const;

@@ -126,6 +126,14 @@ class EngineImpl {
     wake_.notify_one();
   }
 
+  void set_grammar_busy(bool busy) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      grammar_busy_ = busy;
+    }
+    wake_.notify_one();
+  }
+
   EngineStats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     EngineStats s = stats_;
@@ -144,9 +152,7 @@ class EngineImpl {
       std::vector<uint64_t> aborts;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] {
-          return stop_ || !pending_.empty() || !pending_aborts_.empty() || scheduler_->has_unfinished();
-        });
+        wake_.wait(lock, [&] { return stop_ || !pending_.empty() || !pending_aborts_.empty() || has_work(); });
         if (stop_) return;
         added.swap(pending_);
         aborts.swap(pending_aborts_);
@@ -182,6 +188,8 @@ class EngineImpl {
     StepOutput result;
     for (uint64_t id : aborts)
       if (auto seq = scheduler_->remove(id)) result.outputs.push_back(finished(*seq, FinishReason::kAbort));
+    // Tokens sampled from held rows go out first: their next masks depend on them.
+    if (sample_held(result)) return result;
 
     SchedulerOutput sched = scheduler_->schedule();
     if (sched.empty()) {
@@ -215,7 +223,9 @@ class EngineImpl {
 
   // Constrained sequences sample only with the mask of their next output position. Masks are
   // computed in JS from the previous step's tokens, normally during this step's forward pass; the
-  // engine waits here (no polling) for those still missing, or for an abort or stop.
+  // engine waits here (no polling) for those still missing, or for an abort or stop. While JS
+  // compiles a grammar (grammar_busy_) it cannot post masks: a sequence whose mask is missing
+  // then keeps its logits row and sits out (awaiting_mask) instead of stalling everyone else.
   void take_masks(const SchedulerOutput& sched) {
     waiting_.clear();
     for (const ScheduledSeq& s : sched.scheduled) {
@@ -226,19 +236,63 @@ class EngineImpl {
     }
     if (waiting_.empty()) return;
     std::unique_lock<std::mutex> lock(mutex_);
-    auto ready = [&](const Sequence* seq) {
-      auto it = masks_.find(seq->id);
-      return (it != masks_.end() && it->second.output_index == seq->num_output_tokens()) ||
+    auto settled = [&](const Sequence* seq) {
+      return mask_ready(*seq) ||
              std::find(pending_aborts_.begin(), pending_aborts_.end(), seq->id) != pending_aborts_.end();
     };
-    wake_.wait(lock, [&] { return stop_ || std::all_of(waiting_.begin(), waiting_.end(), ready); });
+    wake_.wait(lock, [&] { return stop_ || grammar_busy_ || std::all_of(waiting_.begin(), waiting_.end(), settled); });
+    const size_t vocab_size = config().vocab_size;
     for (Sequence* seq : waiting_) {
-      auto it = masks_.find(seq->id);
-      if (it == masks_.end() || it->second.output_index != seq->num_output_tokens()) continue;  // aborted
-      seq->mask.swap(it->second.words);
-      seq->mask_index = seq->num_output_tokens();
-      it->second.output_index = -1;
+      if (mask_ready(*seq)) {
+        take_mask(*seq);
+      } else if (grammar_busy_ && !stop_ && !settled(seq)) {
+        const ScheduledSeq& s = *std::find_if(sched.scheduled.begin(), sched.scheduled.end(),
+                                              [&](const ScheduledSeq& x) { return x.seq == seq; });
+        const float* row = logits_.data() + s.sample_row * vocab_size;
+        seq->held_logits.assign(row, row + vocab_size);
+        seq->awaiting_mask = true;
+      }
     }
+  }
+
+  bool mask_ready(const Sequence& seq) const {  // under mutex_
+    auto it = masks_.find(seq.id);
+    return it != masks_.end() && it->second.output_index == seq.num_output_tokens();
+  }
+
+  void take_mask(Sequence& seq) {  // under mutex_, mask_ready(seq)
+    PendingMask& m = masks_[seq.id];
+    seq.mask.swap(m.words);
+    seq.mask_index = seq.num_output_tokens();
+    m.output_index = -1;
+  }
+
+  // Samples the held rows whose masks have come since; false if there were none.
+  bool sample_held(StepOutput& result) {
+    held_.clear();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (Sequence* seq : scheduler_->running()) {
+        if (!seq->awaiting_mask || !mask_ready(*seq)) continue;
+        take_mask(*seq);
+        held_.push_back(seq);
+      }
+    }
+    for (Sequence* seq : held_) {
+      seq->awaiting_mask = false;
+      const std::vector<float> row = std::move(seq->held_logits);  // sample() may free seq
+      seq->held_logits.clear();
+      sample(*seq, row.data(), result);
+    }
+    return !held_.empty();
+  }
+
+  // Under mutex_: something for step() to do besides waiting for masks.
+  bool has_work() const {
+    if (scheduler_->num_waiting() > 0) return true;
+    for (const Sequence* seq : scheduler_->running())
+      if (!seq->awaiting_mask || mask_ready(*seq)) return true;
+    return false;
   }
 
   // Collects prompt logits, samples where the chunk reached the end, and finishes sequences.
@@ -260,8 +314,12 @@ class EngineImpl {
       }
       seq.num_prompt_logits_rows += s.num_prompt_rows;
     }
-    if (s.sample_row < 0) return;
+    if (s.sample_row < 0 || seq.awaiting_mask) return;
+    sample(seq, logits_.data() + s.sample_row * vocab_size, result);
+  }
 
+  // Samples seq's next token from its logits row (or finishes it at max_tokens) and reports it.
+  void sample(Sequence& seq, const float* row, StepOutput& result) {
     SeqOutput out;
     FinishReason finish = FinishReason::kNone;
     const SamplingParams& p = seq.params;
@@ -274,8 +332,8 @@ class EngineImpl {
     if (seq.num_output_tokens() >= p.max_tokens) {
       finish = FinishReason::kLength;  // max_tokens 0: prefill only
     } else {
-      SampledToken t = sampler_->sample(logits_.data() + s.sample_row * vocab_size, p, seq.tokens,
-                                        seq.num_prompt_tokens, seq.seed, masked ? seq.mask.data() : nullptr);
+      SampledToken t = sampler_->sample(row, p, seq.tokens, seq.num_prompt_tokens, seq.seed,
+                                        masked ? seq.mask.data() : nullptr);
       seq.tokens.push_back(t.token);
       ++num_generated_tokens_;
       out.tokens.push_back(t.token);
@@ -362,6 +420,7 @@ class EngineImpl {
   std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
   std::vector<float> logprob_scratch_;  // [vocab]
   std::vector<Sequence*> waiting_;     // constrained sequences whose mask this step has not come
+  std::vector<Sequence*> held_;        // awaiting sequences whose mask came
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;
@@ -376,6 +435,7 @@ class EngineImpl {
     std::vector<uint32_t> words;
   };
   std::unordered_map<uint64_t, PendingMask> masks_;  // by request id
+  bool grammar_busy_ = false;          // JS is compiling a grammar: late masks may be very late
   std::mt19937_64 seed_rng_;
   EngineStats stats_;
   bool stop_ = false;
@@ -387,6 +447,7 @@ Engine::Engine(std::shared_ptr<ModelWeights> weights, const EngineOptions& optio
 Engine::~Engine() = default;
 void Engine::submit(Request request) { impl_->submit(std::move(request)); }
 void Engine::abort(uint64_t id) { impl_->abort(id); }
+void Engine::set_grammar_busy(bool busy) { impl_->set_grammar_busy(busy); }
 void Engine::set_mask(uint64_t id, int output_index, std::vector<uint32_t> words) {
   impl_->set_mask(id, output_index, std::move(words));
 }

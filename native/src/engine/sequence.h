@@ -34,6 +34,9 @@ struct Sequence {
   // Constrained requests: the allowed-token mask of output token number mask_index.
   std::vector<uint32_t> mask;       // [ceil(vocab / 32)] packed bits
   int mask_index = -1;
+  // Its mask was late while JS compiled a grammar: the row waits here, unscheduled, for it.
+  bool awaiting_mask = false;
+  std::vector<float> held_logits;   // [vocab]
 
   int num_tokens() const { return static_cast<int>(tokens.size()); }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

@@ -47,6 +47,7 @@ void EngineWrap::Init(Napi::Env env) {
                                         InstanceMethod<&EngineWrap::Submit>("submit"),
                                         InstanceMethod<&EngineWrap::Abort>("abort"),
                                         InstanceMethod<&EngineWrap::SetMask>("setMask"),
+                                        InstanceMethod<&EngineWrap::SetGrammarBusy>("setGrammarBusy"),
                                         InstanceMethod<&EngineWrap::Stats>("stats"),
                                         InstanceMethod<&EngineWrap::Config>("config"),
                                         InstanceMethod<&EngineWrap::Backend>("backend"),
@@ -127,6 +128,11 @@ Napi::Value EngineWrap::SetMask(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, e.what());
   }
   return env.Undefined();
+}
+
+Napi::Value EngineWrap::SetGrammarBusy(const Napi::CallbackInfo& info) {
+  engine(info.Env()).set_grammar_busy(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
 }
 
 Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
