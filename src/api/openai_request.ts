@@ -98,8 +98,9 @@ export async function planOpenAi(req: OpenAiRequest, model: ServedModel): Promis
   const logprobs = req.kind === 'chat'
     ? (req.body.logprobs ? (req.body.top_logprobs ?? 0) : undefined)
     : (req.body.logprobs ?? undefined);
-  const grammar = await compileGrammar(model, openAiGrammar(req.body));
+  const prompts = await promptIds(req, model);
   const sampling = openAiSampling(req.body, logprobs);
+  const grammar = await compileGrammar(model, openAiGrammar(req.body));   // after the cheaper checks
   if (grammar) sampling.grammar = grammar;
-  return planRequests(model, await promptIds(req, model), req.n, sampling, 'openai');
+  return planRequests(model, prompts, req.n, sampling, 'openai');
 }

@@ -93,6 +93,8 @@ export interface NativeEngineStats {
   numSteps: number;
   numPromptTokens: number;
   numGeneratedTokens: number;
+  /** Time the engine thread waited for structured-output token masks, in all. */
+  maskWaitMs: number;
 }
 
 export interface NativeEngine {

@@ -72,6 +72,7 @@ struct EngineStats {
   int64_t num_steps = 0;
   int64_t num_prompt_tokens = 0;       // prompt tokens computed (not cached)
   int64_t num_generated_tokens = 0;
+  int64_t mask_wait_us = 0;            // the engine thread's wait for token masks (structured output)
 };
 
 class EngineImpl;

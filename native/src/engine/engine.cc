@@ -4,6 +4,7 @@
 #include "gyre/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -240,7 +241,9 @@ class EngineImpl {
       return mask_ready(*seq) ||
              std::find(pending_aborts_.begin(), pending_aborts_.end(), seq->id) != pending_aborts_.end();
     };
+    const auto t0 = std::chrono::steady_clock::now();
     wake_.wait(lock, [&] { return stop_ || grammar_busy_ || std::all_of(waiting_.begin(), waiting_.end(), settled); });
+    mask_wait_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     const size_t vocab_size = config().vocab_size;
     for (Sequence* seq : waiting_) {
       if (mask_ready(*seq)) {
@@ -406,6 +409,7 @@ class EngineImpl {
     stats_.num_steps = num_steps_;
     stats_.num_prompt_tokens = num_prompt_tokens_;
     stats_.num_generated_tokens = num_generated_tokens_;
+    stats_.mask_wait_us = mask_wait_us_;
   }
 
   Engine::OutputCallback on_output_;
@@ -424,6 +428,7 @@ class EngineImpl {
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;
+  int64_t mask_wait_us_ = 0;           // written under mutex_ (take_masks holds it)
   // Shared, under mutex_:
   mutable std::mutex mutex_;
   std::condition_variable wake_;

@@ -189,6 +189,7 @@ Napi::Object from_stats(Napi::Env env, const gyre::EngineStats& s) {
   o.Set("numSteps", double(s.num_steps));
   o.Set("numPromptTokens", double(s.num_prompt_tokens));
   o.Set("numGeneratedTokens", double(s.num_generated_tokens));
+  o.Set("maskWaitMs", double(s.mask_wait_us) / 1000.0);
   return o;
 }
 
