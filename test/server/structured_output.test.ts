@@ -102,7 +102,7 @@ test('TGI grammar regex on /generate, /generate_stream and /invocations; json on
   expectPerson(json.json[0].generated_text);
 });
 
-test('guided_choice returns one of the choices; guided_regex and guided_grammar match', async () => {
+test('guided_choice returns one of the choices; json_object starts an object; guided_regex and guided_grammar match', async () => {
   const choices = ['yes', 'no', 'not sure'];
   const seen = new Set<string>();
   for (const seed of [1, 2, 3, 4, 5, 6]) {
@@ -112,6 +112,9 @@ test('guided_choice returns one of the choices; guided_regex and guided_grammar 
     seen.add(r.choices[0].message.content!);
   }
   expect(seen.size).toBeGreaterThan(1);
+  // json_object: any object (random weights rarely close one within a few tokens, so check the start).
+  const obj = await client.chat.completions.create({ model: 'demo', messages, max_tokens: 6, seed: 1, response_format: { type: 'json_object' } });
+  expect(obj.choices[0].message.content).toMatch(/^\{/);
   const re = await client.completions.create({ model: 'demo', prompt: 'Date:', max_tokens: 20, seed: 2, ...{ guided_regex: '20[0-9]{2}-(0[1-9]|1[0-2])' } as object });
   expect(re.choices[0].text).toMatch(/^20[0-9]{2}-(0[1-9]|1[0-2])$/);
   const g = await client.completions.create({ model: 'demo', prompt: 'x', max_tokens: 20, seed: 2, ...{ guided_grammar: 'root ::= "(" ("a" | "b") ("," ("a" | "b"))? ")"' } as object });
