@@ -117,7 +117,7 @@ describe('OpenAI fields', () => {
     await expectApiError(() => parseChat({ messages: [{ role: 'user', content: 'a' }], top_logprobs: 1 }), /top_logprobs needs logprobs/, 'top_logprobs');
     await expectApiError(() => parseChat({ messages: [{ role: 'user', content: 'a' }], tools: [{}] }), /tools are not supported/);
     for (const [field, value, message] of [['tools', [{}], /tools are not supported/], ['tool_choice', 'auto', /tool_choice is not supported/],
-      ['response_format', { type: 'json_object' }, /only the "text" response format is supported/]] as const) {
+      ['response_format', { type: 'xml' }, /type must be "text", "json_object" or "json_schema"/]] as const) {
       await expectApiError(() => parseChat({ messages: [{ role: 'user', content: 'a' }], [field]: value }), message);
       await expectApiError(() => parseCompletion({ prompt: 'a', [field]: value }), message);
     }

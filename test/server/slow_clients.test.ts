@@ -115,7 +115,7 @@ describe('slow and oversized request bodies', () => {
     for (const [field, value, message] of [
       ['tools', [{ type: 'function', function: { name: 'f' } }], 'tools are not supported'],
       ['tool_choice', 'auto', 'tool_choice is not supported'],
-      ['response_format', { type: 'json_object' }, 'only the "text" response format is supported'],
+      ['response_format', { type: 'xml' }, 'type must be "text", "json_object" or "json_schema"'],
     ] as const) {
       for (const [route, base] of [['/v1/chat/completions', { messages: [{ role: 'user', content: 'a' }] }], ['/v1/completions', { prompt: 'a' }]] as const) {
         const r = await fetch(`${srv.url}${route}`, { method: 'POST', body: JSON.stringify({ ...base, max_tokens: 1, [field]: value }) });
