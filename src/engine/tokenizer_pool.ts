@@ -92,6 +92,7 @@ export class TokenizerPool {
   private readonly queue: Task[] = [];
   private readonly script = workerScript();
   private nextId = 1;
+  private pending = 0;
   private startFailures = 0;
   private broken?: Error;
   private closed = false;
@@ -129,6 +130,7 @@ export class TokenizerPool {
       this.finish(s);
       task?.reject(e);
       const exited = new Promise((resolve) => (s.child.exitCode !== null || s.child.signalCode !== null) ? resolve(null) : s.child.once('exit', resolve));
+      this.ref(s);   // until its exit is seen
       s.child.kill('SIGKILL');
       return exited;
     }));
@@ -137,10 +139,13 @@ export class TokenizerPool {
   private submit(msg: Task['msg'], what: string): Promise<number[]> {
     if (this.closed) return Promise.reject(new Error('the tokenizer pool is closed'));
     if (this.broken) return Promise.reject(this.broken);
+    // While any task is queued or running, the workers keep the process alive.
+    if (this.pending++ === 0) for (const slot of this.slots) this.ref(slot);
+    const settled = () => { if (--this.pending === 0) for (const slot of this.slots) this.unref(slot); };
     return new Promise<number[]>((resolve, reject) => {
       this.queue.push({ id: this.nextId++, msg, what, resolve, reject });
       this.dispatch();
-    });
+    }).finally(settled);
   }
 
   private spawn(): Slot {
@@ -155,7 +160,8 @@ export class TokenizerPool {
     child.on('message', (m: WorkerMessage) => this.onMessage(slot, m));
     child.on('error', () => undefined);   // a failed spawn also emits 'exit'
     child.on('exit', (code, signal) => this.onExit(slot, code, signal));
-    this.unref(slot);
+    if (this.pending) this.ref(slot);
+    else this.unref(slot);
     return slot;
   }
 
@@ -186,7 +192,6 @@ export class TokenizerPool {
       if (!slot.ready || slot.task) continue;
       const task = this.queue.shift()!;
       slot.task = task;
-      this.ref(slot);   // a pending answer keeps the process alive
       slot.timer = setTimeout(() => {
         slot.killedFor = new TextLimitError('time',
           `${task.what} did not finish within ${this.limits.timeoutMs} ms (GYRE_TEXT_TIMEOUT_MS); its worker was replaced`);
@@ -201,7 +206,6 @@ export class TokenizerPool {
     if (slot.timer) clearTimeout(slot.timer);
     slot.timer = undefined;
     slot.task = undefined;
-    this.unref(slot);
   }
 
   private ref(slot: Slot): void {
