@@ -229,3 +229,30 @@ describe('validate --check-values', () => {
     expect(cli.out).toContain('holds 2 NaN or infinite values');
   });
 });
+
+describe('gyre-manifest.json', () => {
+  test('a FIFO listed in the manifest is not hashed for ever; a manifest symlinked out is refused unquoted', () => {
+    const root = path.join(tmp, `sm${n++}`);
+    fs.mkdirSync(root);
+    const dir = copy();
+    fs.renameSync(dir, path.join(root, 'model'));
+    const model = path.join(root, 'model');
+    fs.rmSync(path.join(model, 'tokenizer_config.json'));
+    expect(spawnSync('mkfifo', [path.join(model, 'tokenizer_config.json')]).status).toBe(0);
+    fs.writeFileSync(path.join(model, 'gyre-manifest.json'), JSON.stringify({
+      format: 'gyre-manifest/1', files: [{ name: 'tokenizer_config.json', size: 0, sha256: '0'.repeat(64) }],
+    }));
+    // No --model: /opt/ml/model under GYRE_SAGEMAKER_ROOT, whose files are hashed.
+    const r = spawnSync(process.execPath, [CLI, 'validate'], {
+      encoding: 'utf8', timeout: 60_000, env: { ...process.env, GYRE_SAGEMAKER_ROOT: root, GYRE_MODEL: '' },
+    });
+    expect(r.status).toBe(1);
+    expect(`${r.stdout}${r.stderr}`).toContain(`${path.join(model, 'tokenizer_config.json')}: not a regular file`);
+    fs.rmSync(path.join(model, 'gyre-manifest.json'));
+    fs.symlinkSync('/etc/passwd', path.join(model, 'gyre-manifest.json'));
+    const r2 = validateCli(model);
+    expect(r2.status).toBe(1);
+    expect(r2.out).toContain(`${path.join(model, 'gyre-manifest.json')}: a symlink that leads outside the model folder`);
+    noFileBytes(r2.out);
+  });
+});
