@@ -292,12 +292,15 @@ const SAMPLE_CONVERSATION = [
 ];
 
 /** Texts that make a backtracking regex blow up: runs of one character class, then a character
- *  that breaks the match, short (exponential patterns) and long (polynomial ones). */
+ *  that breaks the match: short (exponential patterns), and a few long (polynomial ones). */
+const LONG_PROBES = ['a', ' ', '0', '\n', 'ab'];
+
 export function tokenizerProbes(): string[] {
   const probes: string[] = [];
   for (const c of ['a', 'A', '0', ' ', '\t', '\n', '.', '-', 'ab', 'é', '中', '😀']) {
     const run = (n: number) => c.repeat(Math.ceil(n / c.length));
-    probes.push(`${run(48)}!`, `${run(48)}\u0000`, `${run(4096)}!`);
+    probes.push(`${run(48)}!`, `${run(48)}\u0000`);
+    if (LONG_PROBES.includes(c)) probes.push(`${run(4096)}!`);
   }
   return probes;
 }
