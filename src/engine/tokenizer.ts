@@ -24,6 +24,18 @@ function generationIds(g: Record<string, unknown> | undefined): Record<string, u
   return out;
 }
 
+/** The first Regex pattern in a tokenizer.json decoder (pipeline), if any. Depth-bounded. */
+export function decoderRegex(decoder: unknown, depth = 0): string | undefined {
+  if (typeof decoder !== 'object' || decoder === null || depth > 16) return undefined;
+  const d = decoder as Record<string, unknown>;
+  if (typeof d.Regex === 'string') return d.Regex;
+  for (const v of Object.values(d)) {
+    const found = Array.isArray(v) ? v.map((x) => decoderRegex(x, depth + 1)).find((x) => x !== undefined) : decoderRegex(v, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
 export class Tokenizer {
   private readonly hf: HfTokenizer;
   readonly bosToken: string | undefined;
@@ -60,6 +72,11 @@ export class Tokenizer {
     const file = path.join(dir, 'tokenizer.json');
     if (typeof json.model !== 'object' || json.model === null || Array.isArray(json.model)) {
       throw new Error(`${file}: field 'model' is missing (not a Hugging Face tokenizer.json)`);
+    }
+    const regex = decoderRegex(json.decoder);
+    if (regex !== undefined) {
+      throw new Error(`${file}: field 'decoder' uses the regex ${JSON.stringify(regex.slice(0, 40))}; decoding runs on the ` +
+        'server\'s event loop, where a regex is not bounded, so only String patterns are accepted there');
     }
     const config = readModelJson(dir, 'tokenizer_config.json') ?? {};
     const model = { ...readModelJson(dir, 'config.json'), ...generationIds(readModelJson(dir, 'generation_config.json')) };

@@ -21,6 +21,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NativeModelConfig } from '../engine/native';
+import { decoderRegex } from '../engine/tokenizer';
 import type { TextLimits } from '../engine/tokenizer_pool';
 import { readGenerationConfig } from './generation_config';
 import {
@@ -240,7 +241,14 @@ function checkTokenizer(dir: string, c: ModelConfig, r: ValidationReport, requir
     return false;
   }
   try {
-    r.tokenizerVocab = tokenizerVocabSize(readModelFile(dir, 'tokenizer.json', MAX_TOKENIZER_JSON_BYTES), file);
+    const text = readModelFile(dir, 'tokenizer.json', MAX_TOKENIZER_JSON_BYTES);
+    r.tokenizerVocab = tokenizerVocabSize(text, file);
+    const regex = decoderRegex((JSON.parse(text) as { decoder?: unknown }).decoder);
+    if (regex !== undefined) {
+      r.errors.push(`${file}: field 'decoder' uses the regex ${JSON.stringify(regex.slice(0, 40))}; decoding runs on the ` +
+        'server\'s event loop, where a regex is not bounded, so only String patterns are accepted there');
+      return false;
+    }
   } catch (e) {
     r.errors.push((e as Error).message);
     return false;

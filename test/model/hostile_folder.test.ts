@@ -102,6 +102,18 @@ describe('chat templates and tokenizer regexes are run under the serving limits'
     expect(r.errors.join('\n')).toMatch(/tokenizer\.json: tokenizing the probe "aa" x 48 \+ "!": the tokenizer did not finish within 2000 ms/);
   });
 
+  test('a regex in the decoder (run on the event loop for every streamed token) is refused by validate and the engine', async () => {
+    const dir = copy();
+    editJson(path.join(dir, 'tokenizer.json'), (t) => {
+      (t.decoder as { decoders: unknown[] }).decoders.unshift({ type: 'Replace', pattern: { Regex: '(a+)+$' }, content: 'x' });
+    });
+    const r = await validateModel(dir, LIMITS);
+    expect(r.errors).toContain(`${path.join(dir, 'tokenizer.json')}: field 'decoder' uses the regex "(a+)+$"; decoding runs on the ` +
+      'server\'s event loop, where a regex is not bounded, so only String patterns are accepted there');
+    const { Tokenizer } = await import('../../src/engine/tokenizer');
+    expect(() => Tokenizer.fromModelDir(dir)).toThrow(/field 'decoder' uses the regex/);
+  });
+
   test.each([['[]'], ['{}']])('tokenizer.json %s is refused by validate, as the engine refuses it', async (text) => {
     const dir = copy();
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), text);
