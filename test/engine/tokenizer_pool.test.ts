@@ -86,7 +86,7 @@ describe('TokenizerPool under a hostile model folder', () => {
   test.each([
     ['a loop of a billion steps', '{% for i in range(1000000000) %}x{% endfor %}'],
     ['nested loops', '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}'],
-  ])('a chat template with %s fails with the time limit; the loop stays free; the pool recovers', async (_, template) => {
+  ])('a chat template with %s fails with a limit; the loop stays free; the pool recovers', async (_, template) => {
     const dir = folder(`template-${template.length}`, { template });
     const pool = new TokenizerPool(dir, { ...limits, size: 1 });
     try {
@@ -94,7 +94,8 @@ describe('TokenizerPool under a hostile model folder', () => {
       expect(result.status).toBe('rejected');
       const e = (result as PromiseRejectedResult).reason;
       expect(e).toBeInstanceOf(TextLimitError);
-      expect(e.message).toMatch(/did not finish within 1500 ms \(GYRE_TEXT_TIMEOUT_MS\)/);
+      // range(1e9) writing 'x' each step may meet the heap limit first; nested loops meet the clock.
+      expect(e.message).toMatch(/did not finish within 1500 ms \(GYRE_TEXT_TIMEOUT_MS\)|heap \(GYRE_TEXT_MEMORY_MB\)/);
       expect(gap).toBeLessThan(500);
       // The replacement worker serves plain text.
       expect(await pool.encode('hello', { addBos: false })).toEqual(Tokenizer.fromModelDir(DEMO).encode('hello', { addBos: false }));
