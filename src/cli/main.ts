@@ -14,7 +14,7 @@
 //               (unset: from the environment)
 //   endpoint:   target, port, host, readyTimeout (seconds)
 //   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
-//   validate:   model?, json?, memoryFraction?
+//   validate:   model?, json?, memoryFraction?, checkValues?
 //   upload:     model, to, adapter?, quantize?, quantizeLmHead?, partSize? (MiB), concurrency?
 //   merge:      model, adapter, out
 //   quantize:   model, out, quantizeLmHead?
@@ -138,6 +138,7 @@ export function buildProgram(): Command {
     .option('--model <dir>', 'model folder or s3://bucket/prefix/ (default: /opt/ml/model)')
     .option('--json', 'print the report as JSON')
     .option('--memory-fraction <f>', 'share of GPU memory used (default 0.9)', number)
+    .option('--check-values', 'also read every weight and refuse NaN or infinite values')
     .action(lazy(() => import('./commands/validate')));
 
   program.command('upload')

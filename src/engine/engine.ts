@@ -105,15 +105,16 @@ export class Engine {
     return encodeChat(tokenizer, this.chatTemplate, req.messages!);
   }
 
-  /** promptIds, with long texts tokenized on worker threads so the event loop stays free. */
+  /** promptIds, with texts rendered and tokenized on worker threads under the model-folder
+   *  limits (TokenizerPool): the event loop stays free whatever the template or tokenizer does.
+   *  Rejects with ChatTemplateError (the template refused the messages) or TextLimitError. */
   async encodePrompt(req: Pick<GenerationRequest, 'promptIds' | 'prompt' | 'messages' | 'addBos'>): Promise<number[]> {
     const given = [req.promptIds, req.prompt, req.messages].filter((p) => p !== undefined).length;
     if (given !== 1 || req.promptIds) return this.promptIds(req);
-    const tokenizer = this.requireTokenizer();
-    this.pool ??= new TokenizerPool(tokenizer, this.modelDir);
+    this.requireTokenizer();
+    this.pool ??= new TokenizerPool(this.modelDir);
     if (req.prompt !== undefined) return this.pool.encode(req.prompt, { addBos: req.addBos ?? true });
-    this.chatTemplate ??= ChatTemplate.fromModelDir(this.modelDir);
-    return this.pool.encode(this.chatTemplate.render(req.messages!), { addBos: false });
+    return this.pool.encodeChat(req.messages!);
   }
 
   /**

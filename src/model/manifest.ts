@@ -5,6 +5,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { openModelFile } from './model_file';
 
 export const MANIFEST_NAME = 'gyre-manifest.json';
 export const MANIFEST_FORMAT = 'gyre-manifest/1';
@@ -102,7 +103,9 @@ export async function verifyFolder(dir: string, m: Manifest, hashes: boolean): P
   for (const f of m.files) {
     const file = path.join(dir, f.name);
     if (!fs.existsSync(file)) throw new Error(`${file}: missing (listed in ${MANIFEST_NAME})`);
-    const size = fs.statSync(file).size;
+    // Only a regular file inside the folder is hashed (a FIFO would never end).
+    const { fd, size } = openModelFile(dir, f.name);
+    fs.closeSync(fd);
     if (size !== f.size) throw new Error(`${file}: ${size} bytes, but ${MANIFEST_NAME} says ${f.size}`);
     if (hashes) {
       const sha = await sha256File(file);
