@@ -124,6 +124,7 @@ cublasStatus_t run_plan(Lt& s, Plan& p, const void* A, const void* W, float* C, 
 }  // namespace
 
 bool gemm_has_cublaslt() { return true; }
+void gemm_prepare() { lt(); }
 
 void gemm_cublaslt(DType dt, const void* A, int lda, const void* W, float* C, int ldc, int M, int N, int K,
                    cudaStream_t stream) {
@@ -151,6 +152,7 @@ void gemm_cublaslt(DType dt, const void* A, int lda, const void* W, float* C, in
 
 namespace gyre {
 bool gemm_has_cublaslt() { return false; }
+void gemm_prepare() {}
 void gemm_cublaslt(DType, const void*, int, const void*, float*, int, int, int, int, cudaStream_t) {
   throw Error("gemm_cublaslt: this build has no cuBLASLt (the toolkit had none at build time)");
 }
