@@ -12,6 +12,10 @@
 //   activations sized for kPlanTokens tokens per step (grown if a batch needs more)
 //   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves:
 //              budget = min(GYRE_GPU_MEMORY_FRACTION (0.9) x total, GYRE_GPU_MEMORY_BUDGET)
+//
+// Pure decode steps replay a CUDA graph per padded batch size (decode_graphs.h); GYRE_CUDA_GRAPHS=0
+// or set_cuda_graphs(false) runs every step eagerly. Sampling runs on the GPU (device_sampler.h):
+// forward() may leave the logits on the device; GYRE_GPU_SAMPLING=0 samples on the host instead.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -20,6 +24,8 @@
 
 #include "cpu/ops.h"
 #include "cuda/cuda_util.h"
+#include "cuda/decode_graphs.h"
+#include "cuda/device_sampler.h"
 #include "gyre/backend.h"
 
 namespace gyre {
@@ -37,8 +43,15 @@ class CudaBackend : public Backend {
   int num_blocks() const override { return num_blocks_; }
   int64_t kv_bytes_per_block() const override;
   void forward(const Batch& batch, float* logits) override;
+  bool samples_on_device() const override { return device_sampling_; }
+  void sample(const std::vector<SampleRequest>& requests, std::vector<SampledToken>& out) override;
 
   DType activation_dtype() const { return dt_; }
+  void set_cuda_graphs(bool on) { graphs_enabled_ = on; }
+  void set_device_sampling(bool on) { device_sampling_ = on; }
+  int64_t num_host_sampled_rows() const { return sampler_.num_host_rows(); }
+  int64_t num_graph_captures() const { return graphs_.num_captures(); }
+  int64_t num_graph_replays() const { return graphs_.num_replays(); }
 
  private:
   struct Layer {
@@ -49,8 +62,13 @@ class CudaBackend : public Backend {
   };
   void upload_weights();                 // cuda_weights.cc
   void ensure_activations(int T, int R);
-  // Copies the batch's metadata to the device in one transfer; fills the kernel lists.
-  void upload_batch(const Batch& b);
+  // Copies the batch's metadata into `dst` in one transfer, padded to `rows` decode rows (pure
+  // decode batches only) and block tables `width` wide; points dev_ at it.
+  void upload_batch(const Batch& b, int rows, int width, DeviceBuffer& dst);
+  // Every kernel of one forward pass over dev_ (T tokens, R logits rows), on stream_.
+  void enqueue_forward(int T, int R, int width);
+  bool forward_graph(const Batch& b, float* logits);  // false: not a graph step
+  std::vector<const void*> graph_buffers() const;
 
   std::shared_ptr<ModelWeights> w_;
   DType dt_;
@@ -81,6 +99,12 @@ class CudaBackend : public Backend {
     float *cos, *sin;
   } dev_{};
   int num_decode_ = 0, num_tiles_ = 0, num_splits_ = 1, split_len_ = 512;
+
+  bool graphs_enabled_ = true;
+  int graph_width_ = 0;  // block-table width of the graphs: grows in powers of two
+  DecodeGraphs graphs_;
+  bool device_sampling_ = true;
+  DeviceSampler sampler_;
 };
 
 }  // namespace gyre

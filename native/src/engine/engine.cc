@@ -173,9 +173,13 @@ class EngineImpl {
     }
     scheduler_->build_batch(sched, batch_);
     const int vocab_size = config().vocab_size;
-    logits_.resize(batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
+    // The backend samples where it can: every row stays on it unless prompt rows are wanted here.
+    bool on_device = backend_->samples_on_device();
+    for (const ScheduledSeq& s : sched.scheduled) on_device = on_device && s.num_prompt_rows == 0;
+    logits_.resize(on_device ? 0 : batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
     try {
-      backend_->forward(batch_, logits_.data());
+      backend_->forward(batch_, on_device ? nullptr : logits_.data());
+      if (on_device) sample_on_backend(sched);
     } catch (const std::exception& e) {
       std::vector<uint64_t> running_ids;
       for (const Sequence* seq : scheduler_->running()) running_ids.push_back(seq->id);
@@ -188,12 +192,33 @@ class EngineImpl {
       num_prompt_tokens_ += std::max(0, std::min(first + s.num_new_tokens, s.seq->num_prompt_tokens) - first);
     }
     scheduler_->update_computed(sched);
-    for (const ScheduledSeq& s : sched.scheduled) postprocess(s, result);
+    for (size_t i = 0; i < sched.scheduled.size(); ++i)
+      postprocess(sched.scheduled[i], on_device ? &device_sampled_[i] : nullptr, result);
     return result;
   }
 
+  bool wants_token(const ScheduledSeq& s) const {
+    return s.sample_row >= 0 && s.seq->num_output_tokens() < s.seq->params.max_tokens;
+  }
+
+  // device_sampled_[i]: the token of sched.scheduled[i], sampled by the backend.
+  void sample_on_backend(const SchedulerOutput& sched) {
+    sample_requests_.clear();
+    for (const ScheduledSeq& s : sched.scheduled)
+      if (wants_token(s))
+        sample_requests_.push_back(
+            SampleRequest{s.sample_row, &s.seq->params, &s.seq->tokens, s.seq->num_prompt_tokens, s.seq->seed});
+    std::vector<SampledToken> sampled;
+    backend_->sample(sample_requests_, sampled);
+    device_sampled_.assign(sched.scheduled.size(), SampledToken{});
+    size_t k = 0;
+    for (size_t i = 0; i < sched.scheduled.size(); ++i)
+      if (wants_token(sched.scheduled[i])) device_sampled_[i] = std::move(sampled.at(k++));
+  }
+
   // Collects prompt logits, samples where the chunk reached the end, and finishes sequences.
-  void postprocess(const ScheduledSeq& s, StepOutput& result) {
+  // sampled: the backend's token for this sequence, or null to sample logits_ here.
+  void postprocess(const ScheduledSeq& s, SampledToken* sampled, StepOutput& result) {
     Sequence& seq = *s.seq;
     const size_t vocab_size = config().vocab_size;
     if (s.num_prompt_rows > 0) {
@@ -219,8 +244,9 @@ class EngineImpl {
     if (seq.num_output_tokens() >= p.max_tokens) {
       finish = FinishReason::kLength;  // max_tokens 0: prefill only
     } else {
-      SampledToken t = sampler_->sample(logits_.data() + s.sample_row * vocab_size, p, seq.tokens,
-                                        seq.num_prompt_tokens, seq.seed);
+      SampledToken t = sampled ? std::move(*sampled)
+                               : sampler_->sample(logits_.data() + s.sample_row * vocab_size, p, seq.tokens,
+                                                  seq.num_prompt_tokens, seq.seed);
       seq.tokens.push_back(t.token);
       ++num_generated_tokens_;
       out.tokens.push_back(t.token);
@@ -305,6 +331,8 @@ class EngineImpl {
   Batch batch_;
   std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
   std::vector<float> logprob_scratch_;  // [vocab]
+  std::vector<SampleRequest> sample_requests_;
+  std::vector<SampledToken> device_sampled_;  // [sched.scheduled.size()] when the backend samples
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;

@@ -94,6 +94,10 @@ int Sampler::top_p_prefix(int32_t* cand, int n, bool sorted, float top_p) {
   return m;
 }
 
+bool sampling_is_greedy(const SamplingParams& params) {
+  return params.temperature <= kGreedyTemperature || params.top_k == 1;
+}
+
 double seeded_uniform(uint64_t seed, uint64_t counter) {
   const uint64_t x = splitmix64(splitmix64(seed) ^ splitmix64(counter + 0x632be59bd9b4e019ULL));
   return static_cast<double>(x >> 11) * 0x1.0p-53;
@@ -132,7 +136,7 @@ Sampler::Sampler(int vocab_size)
 
 SampledToken Sampler::sample(const float* logits, const SamplingParams& params, const std::vector<int32_t>& tokens,
                              int num_prompt_tokens, uint64_t seed) {
-  const bool greedy = params.temperature <= kGreedyTemperature || params.top_k == 1;
+  const bool greedy = sampling_is_greedy(params);
   const bool penalized = params.repetition_penalty != 1.0f || params.presence_penalty != 0.0f ||
                          params.frequency_penalty != 0.0f;
   SampledToken out;
