@@ -26,8 +26,8 @@
 # continuous batching on the same trace), native/scripts/summarise_gpu.py, and short tables last.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TESTS=(block_manager_test cuda_attention_test cuda_engine_test cuda_forward_test cuda_kernels_test cuda_int8_test
-       engine_test forward_test model_load_test quant_test int8_13b_test sampler_test scheduler_test)
+TESTS=(block_manager_test cuda_attention_test cuda_engine_test cuda_forward_test cuda_graph_test cuda_kernels_test
+       cuda_int8_test cuda_sampler_test engine_test forward_test model_load_test quant_test int8_13b_test sampler_test scheduler_test)
 BINARIES=("${TESTS[@]}" gyre_logits_dump gyre_bench)
 
 if [ "${1:-}" = "--pack" ]; then
@@ -137,7 +137,7 @@ if [ -n "$LT_PID" ]; then
     RESULT["cublaslt build"]="FAIL (CMake did not find CUDA::cublasLt)"
   else
     LT_OK=1
-    [ "$RUN_TESTS" = 1 ] && run_tests native/build-device-lt cublaslt cuda_kernels_test cuda_forward_test cuda_engine_test
+    [ "$RUN_TESTS" = 1 ] && run_tests native/build-device-lt cublaslt cuda_kernels_test cuda_forward_test cuda_engine_test cuda_graph_test
     TOOLS+=(--tool native/build-device-lt/gyre_logits_dump)
   fi
 fi
