@@ -46,10 +46,12 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     if (block < 0) continue;  // released: wholly outside the window
     __syncthreads();          // the previous block's k, v, s are no longer read
     for (int i = threadIdx.x; i < bs * D; i += kThreads) {
-      const int j = i / D, c = i % D;
+      const int j = i / D, c = i % D, key = start + j;
       const int64_t off = ((static_cast<int64_t>(block) * bs + j) * nkv + kvh) * D + c;
-      sk[i] = to_float(kc[off]);
-      sv[i] = to_float(vc[off]);
+      // Slots outside [k_begin, k_end) may hold stale bits (Inf/NaN): their weight is 0, but 0 x NaN is not.
+      const bool visible = key >= k_begin && key < k_end;
+      sk[i] = visible ? to_float(kc[off]) : 0.0f;
+      sv[i] = visible ? to_float(vc[off]) : 0.0f;
     }
     __syncthreads();
     for (int pair = warp; pair < G * bs; pair += kThreads / 32) {
