@@ -85,8 +85,8 @@ TEST(decode_graph_replay_matches_eager) {
     prefill(*eager, s);
     prefill(*graph, s);  // prefill runs eagerly on both
     CHECK_EQ(graph->num_graph_captures(), 0);
-    // Padded sizes 4, 8, 4 (replayed), 16, 24, 1, 8 (replayed), 24 (replayed).
-    const std::vector<int> sizes = {3, 5, 3, 9, 17, 1, 8, 20};
+    // Padded sizes 4, 8, 4 (replayed), 16, 24, 1, 8 (replayed), 24 (replayed), 8, 24 (replayed).
+    const std::vector<int> sizes = {3, 5, 3, 9, 17, 1, 8, 20, /* again: */ 5, 17};
     for (int n : sizes) {
       std::vector<int> which(n);
       for (int i = 0; i < n; ++i) which[i] = (i * 7 + n) % 20;  // a different subset each step

@@ -240,7 +240,9 @@ bool CudaBackend::forward_graph(const Batch& b, float* logits) {
   ensure_activations(P, P);
   const int split_len = std::max(1, kSplitTokens / block_size_) * block_size_;
   const int splits = (graph_width_ * block_size_ + split_len - 1) / split_len;  // every position a table can hold
-  workspace_.reserve(sizeof(float) * decode_attention_workspace(P, c.num_heads, splits, c.head_dim));
+  // Sized for the largest graph at once, so that a larger batch does not move it under the others.
+  workspace_.reserve(sizeof(float) *
+                     decode_attention_workspace(DecodeGraphs::kMaxBatch, c.num_heads, splits, c.head_dim));
   DecodeGraphs::Graph& g = graphs_.slot(P, graph_width_, graph_buffers());
   upload_batch(b, P, graph_width_, g.meta);
   num_splits_ = splits;

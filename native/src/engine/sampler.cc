@@ -90,6 +90,9 @@ int Sampler::top_p_prefix(int32_t* cand, int n, bool sorted, float top_p) {
   int m = lo;
   while (m < hi && mass_above < target) mass_above += key_weight(keys[m++]);
   m = std::max(m, 1);
+  // The draw walks the set most likely first: sort the part the quickselect left in its own
+  // order, so the token depends on no library's nth_element (and the GPU sampler can match it).
+  std::sort(keys, keys + std::min(lo, m), ranks_above);
   for (int i = 0; i < m; ++i) cand[i] = key_id(keys[i]);
   return m;
 }
