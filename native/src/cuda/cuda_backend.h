@@ -9,13 +9,16 @@
 //              down [H, I] (int8: 1 byte per element, plus float32 scales [rows] stacked alike);
 //              embed [V, H]; lm_head [V, H] (shared when tied); norms as float32. Tensors
 //              without data (virtual models) are filled with random values on the GPU.
-//   activations sized for kPlanTokens tokens per step (grown if a batch needs more)
-//   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves:
-//              budget = min(GYRE_GPU_MEMORY_FRACTION (0.9) x total, GYRE_GPU_MEMORY_BUDGET)
+//   step       activations for spec.step's tokens, logits rows for its sequences (prompt logits run
+//              in chunks of these), decode workspace for its sequences at the longest visible
+//              context (grown only if a batch exceeds the plan)
+//   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves (gyre/gpu_memory.h):
+//              budget = min(spec.gpu_memory.fraction (0.9) x total, spec.gpu_memory.budget)
 //
-// Pure decode steps replay a CUDA graph per padded batch size (decode_graphs.h); GYRE_CUDA_GRAPHS=0
-// or set_cuda_graphs(false) runs every step eagerly. Sampling runs on the GPU (device_sampler.h):
-// forward() may leave the logits on the device; GYRE_GPU_SAMPLING=0 samples on the host instead.
+// Pure decode steps replay a CUDA graph per padded batch size (decode_graphs.h) when the padded
+// size fits the step plan's sequences; GYRE_CUDA_GRAPHS=0 or set_cuda_graphs(false) runs every
+// step eagerly. Sampling runs on the GPU (device_sampler.h): forward() may leave the logits on the
+// device; GYRE_GPU_SAMPLING=0 samples on the host instead.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -52,6 +55,8 @@ class CudaBackend : public Backend {
   int64_t num_host_sampled_rows() const { return sampler_.num_host_rows(); }
   int64_t num_graph_captures() const { return graphs_.num_captures(); }
   int64_t num_graph_replays() const { return graphs_.num_replays(); }
+  // Bytes of the step buffers (activations, logits rows, decode workspace) held now.
+  int64_t step_buffer_bytes() const;
 
  private:
   struct Layer {
@@ -61,12 +66,15 @@ class CudaBackend : public Backend {
     float* qkv_scale; float* o_scale; float* gate_up_scale; float* down_scale;
   };
   void upload_weights();                 // cuda_weights.cc
-  void ensure_activations(int T, int R);
+  void reserve_step(const StepPlan& plan);  // the buffers of the largest step, before the KV pool
+  void ensure_activations(int T);
   // Copies the batch's metadata into `dst` in one transfer, padded to `rows` decode rows (pure
   // decode batches only) and block tables `width` wide; points dev_ at it.
   void upload_batch(const Batch& b, int rows, int width, DeviceBuffer& dst);
-  // Every kernel of one forward pass over dev_ (T tokens, R logits rows), on stream_.
-  void enqueue_forward(int T, int R, int width);
+  // Every layer of one forward pass over dev_ (T tokens), on stream_; then the logits of rows
+  // [r0, r0 + rows) of dev_.logits_rows into logits_.
+  void enqueue_layers(int T, int width);
+  void enqueue_logits(int r0, int rows);
   bool forward_graph(const Batch& b, float* logits);  // false: not a graph step
   std::vector<const void*> graph_buffers() const;
 
@@ -86,6 +94,7 @@ class CudaBackend : public Backend {
 
   // Activations: h, tmp, qkv, gate_up float32; x, q, attn, act, sel in dt_.
   int act_tokens_ = 0, act_rows_ = 0;
+  int plan_visible_keys_ = 0;  // the most keys a decode token sees in the step plan (graphs' splits cover them)
   DeviceBuffer h_, tmp_, qkv_, gate_up_, x_, q_, attn_, act_, sel_, logits_, workspace_;
 
   // Batch metadata: host (pinned) and device copies of one packed buffer.
