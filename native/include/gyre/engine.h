@@ -23,11 +23,6 @@ struct Request {
 enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason r);
 
-struct TopLogprob {
-  int32_t token;
-  float logprob;
-};
-
 // What one sequence produced in one step.
 struct SeqOutput {
   uint64_t id = 0;

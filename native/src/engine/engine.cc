@@ -203,9 +203,15 @@ class EngineImpl {
     }
     scheduler_->build_batch(sched, batch_);
     const int vocab_size = config().vocab_size;
-    logits_.resize(batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
+    // The backend samples where it can: every row stays on it unless prompt rows are wanted here
+    // or a sequence is constrained by a grammar (its mask is applied by the CPU sampler).
+    bool on_device = backend_->samples_on_device();
+    for (const ScheduledSeq& s : sched.scheduled)
+      on_device = on_device && s.num_prompt_rows == 0 && !s.seq->params.constrained;
+    logits_.resize(on_device ? 0 : batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
     try {
-      backend_->forward(batch_, logits_.data());
+      backend_->forward(batch_, on_device ? nullptr : logits_.data());
+      if (on_device) sample_on_backend(sched);
     } catch (const std::exception& e) {
       std::vector<uint64_t> running_ids;
       for (const Sequence* seq : scheduler_->running()) running_ids.push_back(seq->id);
@@ -219,7 +225,8 @@ class EngineImpl {
     }
     scheduler_->update_computed(sched);
     take_masks(sched);
-    for (const ScheduledSeq& s : sched.scheduled) postprocess(s, result);
+    for (size_t i = 0; i < sched.scheduled.size(); ++i)
+      postprocess(sched.scheduled[i], on_device ? &device_sampled_[i] : nullptr, result);
     return result;
   }
 
@@ -299,8 +306,28 @@ class EngineImpl {
     return false;
   }
 
+  bool wants_token(const ScheduledSeq& s) const {
+    return s.sample_row >= 0 && s.seq->num_output_tokens() < s.seq->params.max_tokens;
+  }
+
+  // device_sampled_[i]: the token of sched.scheduled[i], sampled by the backend.
+  void sample_on_backend(const SchedulerOutput& sched) {
+    sample_requests_.clear();
+    for (const ScheduledSeq& s : sched.scheduled)
+      if (wants_token(s))
+        sample_requests_.push_back(
+            SampleRequest{s.sample_row, &s.seq->params, &s.seq->tokens, s.seq->num_prompt_tokens, s.seq->seed});
+    std::vector<SampledToken> sampled;
+    backend_->sample(sample_requests_, sampled);
+    device_sampled_.assign(sched.scheduled.size(), SampledToken{});
+    size_t k = 0;
+    for (size_t i = 0; i < sched.scheduled.size(); ++i)
+      if (wants_token(sched.scheduled[i])) device_sampled_[i] = std::move(sampled.at(k++));
+  }
+
   // Collects prompt logits, samples where the chunk reached the end, and finishes sequences.
-  void postprocess(const ScheduledSeq& s, StepOutput& result) {
+  // sampled: the backend's token for this sequence, or null to sample logits_ here.
+  void postprocess(const ScheduledSeq& s, SampledToken* sampled, StepOutput& result) {
     Sequence& seq = *s.seq;
     const size_t vocab_size = config().vocab_size;
     if (s.num_prompt_rows > 0) {
@@ -319,11 +346,12 @@ class EngineImpl {
       seq.num_prompt_logits_rows += s.num_prompt_rows;
     }
     if (s.sample_row < 0 || seq.awaiting_mask) return;
-    sample(seq, logits_.data() + s.sample_row * vocab_size, result);
+    sample(seq, sampled ? nullptr : logits_.data() + s.sample_row * vocab_size, result, sampled);
   }
 
-  // Samples seq's next token from its logits row (or finishes it at max_tokens) and reports it.
-  void sample(Sequence& seq, const float* row, StepOutput& result) {
+  // Samples seq's next token from its logits row (or takes the backend's, `sampled`), or
+  // finishes it at max_tokens, and reports it.
+  void sample(Sequence& seq, const float* row, StepOutput& result, SampledToken* sampled = nullptr) {
     SeqOutput out;
     FinishReason finish = FinishReason::kNone;
     const SamplingParams& p = seq.params;
@@ -336,8 +364,9 @@ class EngineImpl {
     if (seq.num_output_tokens() >= p.max_tokens) {
       finish = FinishReason::kLength;  // max_tokens 0: prefill only
     } else {
-      SampledToken t = sampler_->sample(row, p, seq.tokens, seq.num_prompt_tokens, seq.seed,
-                                        masked ? seq.mask.data() : nullptr);
+      SampledToken t = sampled ? std::move(*sampled)
+                               : sampler_->sample(row, p, seq.tokens, seq.num_prompt_tokens, seq.seed,
+                                                  masked ? seq.mask.data() : nullptr);
       seq.tokens.push_back(t.token);
       ++num_generated_tokens_;
       out.tokens.push_back(t.token);
@@ -426,6 +455,8 @@ class EngineImpl {
   std::vector<float> logprob_scratch_;  // [vocab]
   std::vector<Sequence*> waiting_;     // constrained sequences whose mask this step has not come
   std::vector<Sequence*> held_;        // awaiting sequences whose mask came
+  std::vector<SampleRequest> sample_requests_;
+  std::vector<SampledToken> device_sampled_;  // [sched.scheduled.size()] when the backend samples
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;

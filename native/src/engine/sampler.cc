@@ -91,8 +91,15 @@ int Sampler::top_p_prefix(int32_t* cand, int n, bool sorted, float top_p) {
   int m = lo;
   while (m < hi && mass_above < target) mass_above += key_weight(keys[m++]);
   m = std::max(m, 1);
+  // The draw walks the set most likely first: sort the part the quickselect left in its own
+  // order, so the token depends on no library's nth_element (and the GPU sampler can match it).
+  std::sort(keys, keys + std::min(lo, m), ranks_above);
   for (int i = 0; i < m; ++i) cand[i] = key_id(keys[i]);
   return m;
+}
+
+bool sampling_is_greedy(const SamplingParams& params) {
+  return params.temperature <= kGreedyTemperature || params.top_k == 1;
 }
 
 double seeded_uniform(uint64_t seed, uint64_t counter) {
@@ -133,7 +140,7 @@ Sampler::Sampler(int vocab_size)
 
 SampledToken Sampler::sample(const float* logits, const SamplingParams& params, const std::vector<int32_t>& tokens,
                              int num_prompt_tokens, uint64_t seed, const uint32_t* mask) {
-  const bool greedy = params.temperature <= kGreedyTemperature || params.top_k == 1;
+  const bool greedy = sampling_is_greedy(params);
   const bool penalized = params.repetition_penalty != 1.0f || params.presence_penalty != 0.0f ||
                          params.frequency_penalty != 0.0f;
   constexpr float kMasked = -std::numeric_limits<float>::infinity();

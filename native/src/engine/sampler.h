@@ -18,11 +18,8 @@
 
 namespace gyre {
 
-struct SampledToken {
-  int32_t token = -1;
-  float logprob = 0.0f;            // with params.logprobs >= 0
-  std::vector<TopLogprob> top;     // params.logprobs entries, most likely first
-};
+// Temperature at or below 1e-5, or top_k 1: argmax.
+bool sampling_is_greedy(const SamplingParams& params);
 
 // Uniform double in [0, 1) from a counter-based hash: the same (seed, counter), the same number.
 double seeded_uniform(uint64_t seed, uint64_t counter);
