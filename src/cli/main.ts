@@ -9,8 +9,8 @@
 //   eval-ppl:   model, text, context? stride? json?, backend, threads?, quantization?, quantizeLmHead?
 //   make-model: shape, layers?, dtype, seed, scale?, out
 //   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
-//               maxWaiting? threads? servedModelName? drainTimeout? gpuMemoryFraction? gpuMemoryBudget?
-//               quantization? quantizeLmHead? (unset: from the environment)
+//               maxWaiting? threads? servedModelName? drainTimeout? requestDeadline? stayUpOnLoadFailure?
+//               gpuMemoryFraction? gpuMemoryBudget? quantization? quantizeLmHead? (unset: from the environment)
 //   endpoint:   target, port, host, readyTimeout (seconds)
 //   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
 //   validate:   model?, json?, memoryFraction?
@@ -228,6 +228,8 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads, 0: all cores (env GYRE_THREADS)', integer(0))
     .option('--served-model-name <name>', 'model id reported by the APIs (env GYRE_SERVED_MODEL_NAME)')
     .option('--drain-timeout <s>', 'seconds in-flight requests get after SIGTERM (env GYRE_DRAIN_TIMEOUT; default 25)', integer(0))
+    .option('--request-deadline <s>', 'seconds before a non-streaming request answers with what it has, finish reason length (env GYRE_REQUEST_DEADLINE_S; default 55 under SageMaker, else none)', number)
+    .option('--stay-up-on-load-failure', 'when the model fails to load, keep running with /ping 503 instead of exiting 1 (env GYRE_STAY_UP_ON_LOAD_FAILURE)')
     .option('--gpu-memory-fraction <f>', 'share of GPU memory used, weights + KV cache (env GYRE_GPU_MEMORY_FRACTION; default 0.9)', number)
     .option('--gpu-memory-budget <size>', 'absolute GPU memory cap, e.g. 24G (env GYRE_GPU_MEMORY_BUDGET)')
     .addOption(new Option('--quantization <q>', 'weights (env GYRE_QUANTIZATION): none (as stored), or int8 (quantized at load)').choices(['none', 'int8']))
