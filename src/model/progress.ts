@@ -1,11 +1,17 @@
 // Transfer progress: a JSON line every interval (bytes, MB/s, ETA) for logs, and a cli-progress
 // bar when a person is watching (stdout is a TTY).
 import type { SingleBar } from 'cli-progress';
+import type { Logger } from '../server/logger';
 
 export type LogFn = (event: Record<string, unknown>) => void;
 
+let stderrLogger: Logger | undefined;
+
+/** The serve log format (src/server/logger.ts), on stderr: stdout may carry a command's output. */
 export const jsonLineLog: LogFn = (event) => {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  stderrLogger ??= (require('../server/logger') as typeof import('../server/logger')).createLogger(process.stderr);
+  stderrLogger.info(event, String(event.event ?? 'progress'));
 };
 
 export interface ProgressOptions {
