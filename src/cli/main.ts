@@ -7,7 +7,7 @@
 //   generate:   model, prompt? chat? prompts? out?, maxTokens? temperature? topP? topK? minP?
 //               seed? ignoreEos? maxConcurrency?, backend, threads?, quantization?, quantizeLmHead?
 //   eval-ppl:   model, text, context? stride? json?, backend, threads?, quantization?, quantizeLmHead?
-//   make-model: shape, layers?, dtype, seed, scale?, out
+//   make-model: shape, layers?, dtype, seed, scale?, out, force?
 //   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
 //               maxWaiting? threads? servedModelName? drainTimeout? requestDeadline? stayUpOnLoadFailure?
 //               gpuMemoryFraction? gpuMemoryBudget? quantization? quantizeLmHead? (unset: from the environment)
@@ -121,7 +121,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'f16', 'bf16']).default('f32'))
     .option('--seed <s>', 'random seed', integer(0), 0)
     .option('--scale <x>', 'multiplies the std of linear/embedding weights (0.02)', number)
-    .requiredOption('--out <dir>', 'output folder')
+    .requiredOption('--out <dir>', 'output folder (new or empty)')
+    .option('--force', 'write into a non-empty --out, replacing its model files')
     .action(lazy(() => import('./commands/make_model')));
 
   program.command('endpoint')
