@@ -26,10 +26,13 @@ export class Progress {
   private timer?: NodeJS.Timeout;
   private bar?: SingleBar;
   private readonly log?: LogFn;
+  private readonly intervalMs: number;
+  private lastLog = performance.now();
 
   constructor(private readonly event: string, private readonly total: number, readonly fields: Record<string, unknown>,
               opts: ProgressOptions = {}) {
     this.log = opts.log === false ? undefined : opts.log ?? jsonLineLog;
+    this.intervalMs = opts.intervalMs ?? 1000;
     if (opts.bar ?? process.stdout.isTTY) {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { SingleBar, Presets } = require('cli-progress') as typeof import('cli-progress');
@@ -40,7 +43,7 @@ export class Progress {
       this.bar.start(total, 0, this.barFields());
     }
     if (this.log && !this.bar) {
-      this.timer = setInterval(() => this.log!(this.snapshot()), opts.intervalMs ?? 1000);
+      this.timer = setInterval(() => this.logNow(), this.intervalMs);
       this.timer.unref();
     }
   }
@@ -48,6 +51,13 @@ export class Progress {
   add(n: number): void {
     this.bytes += n;
     this.bar?.update(this.bytes, this.barFields());
+    // Synchronous writers (make-model) never let the timer run: log from here as well.
+    if (this.timer && performance.now() - this.lastLog >= this.intervalMs) this.logNow();
+  }
+
+  private logNow(): void {
+    this.lastLog = performance.now();
+    this.log!(this.snapshot());
   }
 
   get mbPerSecond(): number {

@@ -79,7 +79,7 @@ describe('gyre CLI', () => {
 describe('gyre make-model', () => {
   const make = (out: string, ...extra: string[]) => {
     const r = gyre(['make-model', '--shape', 'tiny', '--dtype', 'f16', '--out', path.join(tmp, out), ...extra]);
-    expect(r.stderr).toMatch(/^gyre: wrote /);
+    expect(r.stderr).toMatch(/^gyre: wrote /m);
     expect(r.code).toBe(0);
     return path.join(tmp, out);
   };
@@ -149,5 +149,8 @@ describe('gyre make-model', () => {
     expect(st.names()).toHaveLength(1 + 9 + 1);
     expect(st.info('model.layers.0.mlp.up_proj.weight')).toMatchObject({ dtype: 'BF16', shape: [2048, 768] });
     expect(() => st.info('model.layers.1.mlp.up_proj.weight')).toThrow();
+    // Progress: log lines on stderr (a bar on a TTY), the last one with done.
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ level: 'info', event: 'make-model', done: true, total_bytes: expect.any(Number) });
   });
 });

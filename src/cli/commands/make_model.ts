@@ -17,6 +17,7 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     dtype: (opts.dtype as WeightDType | undefined) ?? 'f32',
     seed: (opts.seed as number | undefined) ?? 0,
     scale: (opts.scale as number | undefined) ?? 1,
+    progress: { intervalMs: 2000 },
   });
   const mb = (result.totalBytes / 2 ** 20).toFixed(1);
   process.stderr.write(`gyre: wrote ${out} (${result.files.join(', ')}; ${mb} MiB of weights) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
