@@ -185,7 +185,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--to <format>', 'output format').choices(['gguf']).makeOptionMandatory())
     .requiredOption('--model <dir>', 'model folder (HF format)')
     .requiredOption('--out <file>', 'output file, e.g. model.gguf')
-    .addOption(new Option('--dtype <dtype>', 'weight type of the 2-D tensors (norms stay f32)').choices(['f32', 'f16']).default('f32'))
+    .addOption(new Option('--dtype <dtype>', 'weight type of the 2-D tensors, norms stay f32 (default: f16 for an f16 or bf16 model, else f32)').choices(['f32', 'f16']))
     .action(lazy(() => import('./commands/convert')));
 
   program.command('bench')
