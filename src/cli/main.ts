@@ -210,7 +210,7 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads of the in-process engine (0: all cores)', integer(0))
     .option('--label <name>', 'name of this target in the table, JSON and plot')
     .option('--merge <files>', 'comma-separated result JSONs to add to the plot')
-    .option('--out <file>', 'result JSON (plot beside it: same base name, .svg and .png)')
+    .option('--out <file>', 'result JSON, plot beside it: same base name, .svg and .png (default bench-results/gyre-bench-<time>.json)')
     .option('--quiet', 'no progress line')
     .action(lazy(() => import('./commands/bench')));
 
