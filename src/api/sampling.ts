@@ -36,8 +36,8 @@ const MAX_SEED = Number.MAX_SAFE_INTEGER;
 /**
  * New tokens when neither the request nor generation_config.json sets a limit, on every surface
  * (TGI, OpenAI, gyre generate). Not the rest of the context: a forgotten limit would then run
- * ~2,000 tokens, past SageMaker's 60 s. 256 fits a chat answer and takes ~10 s for a 7B model on
- * an A10G; TGI's own /generate default (100) cuts chat answers mid-sentence.
+ * ~2,000 tokens, past SageMaker's 60 s. 256 fits a chat answer (~10 s for a 7B model on an A10G,
+ * estimated from its bandwidth); TGI's own /generate default (100) cuts chat answers mid-sentence.
  */
 export const DEFAULT_MAX_NEW_TOKENS = 256;
 
