@@ -83,7 +83,7 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
       const drained = await ctx.admission.whenIdle(cfg.drainTimeoutMs);
       if (!drained) logger.warn({ in_flight: ctx.admission.numRequests }, 'drain timed out: aborting the requests still running');
       ctx.emf.stop();
-      ctx.emf.flush();
+      if (cfg.emfIntervalMs > 0) ctx.emf.flush();   // the last interval's figures, when EMF is on
       await host.close();
       // Aborted requests answer on their own connections; give them a moment to flush.
       if (!drained) await ctx.admission.whenIdle(1000);

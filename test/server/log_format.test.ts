@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { jsonLineLog } from '../../src/model/progress';
 import { EmfReporter } from '../../src/server/emf';
 import { createLogger } from '../../src/server/logger';
-import { ROOT } from './helpers';
+import { ROOT, post, startTestServer } from './helpers';
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const shape = { level: 'info', time: expect.stringMatching(ISO), service: 'gyre' };
@@ -78,4 +78,12 @@ describe('EMF lines', () => {
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatchObject({ Requests: 0, RunningRequests: 2, GenerationTokens: 33 });
   });
+});
+
+test('with EMF off (outside SageMaker, by default), not even shutdown writes an EMF line', async () => {
+  const t = await startTestServer({ emfIntervalMs: 0 });
+  expect((await post(`${t.url}/generate`, { inputs: 'hi', parameters: { max_new_tokens: 2 } })).status).toBe(200);
+  await t.close();
+  expect(t.logs.filter((l) => l.msg === 'metrics' || l._aws)).toEqual([]);
+  expect(t.logs.at(-1)?.msg).toBe('stopped');
 });
