@@ -18,8 +18,7 @@ __global__ void silu_and_mul_kernel(const float* __restrict__ gate_up,  // [T, 2
 template <typename T>
 static void silu_and_mul_cuda(const float* gate_up, T* out, int T_, int I, cudaStream_t stream) {
   dim3 grid((I + 255) / 256, T_);
-  silu_and_mul_kernel<T><<<grid, 256, 0, stream>>>(gate_up, out, I);
-  CUDA_CHECK_LAUNCH();
+  launch(silu_and_mul_kernel<T>, grid, 256, 0, stream, gate_up, out, I);
 }
 
 void silu_and_mul(DType dt, const float* gate_up, void* out, int T, int I, cudaStream_t stream) {

@@ -6,7 +6,27 @@
 
 #include "cuda/cuda_util.h"
 
+// Dynamic shared memory, 16-byte aligned: `extern __shared__` under nvcc, the block's arena
+// under emulation (GYRE_CUDA_EMULATION: the same sources run on the CPU, native/emu/).
+#ifdef GYRE_CUDA_EMULATION
+#define GYRE_DYNAMIC_SMEM(type, name) type* name = static_cast<type*>(::simt::dynamic_smem())
+#else
+#define GYRE_DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 namespace gyre {
+
+// Every kernel launch goes through here, so one line compiles under nvcc and under emulation;
+// a bad configuration throws here, not at the next synchronisation.
+template <typename... P, typename... A>
+inline void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A... args) {
+#ifdef GYRE_CUDA_EMULATION
+  ::simt::launch(kernel, grid, block, smem, stream, static_cast<P>(args)...);
+#else
+  kernel<<<grid, block, smem, stream>>>(static_cast<P>(args)...);
+#endif
+  CUDA_CHECK_LAUNCH();
+}
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }

@@ -16,7 +16,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     int split_len,
     float* __restrict__ part_acc,                          // [n, nh, splits, D]
     float* __restrict__ part_ml) {                         // [n, nh, splits, 2]
-  extern __shared__ float smem[];
+  GYRE_DYNAMIC_SMEM(float, smem);
   const int bs = kv.block_size, nkv = kv.num_kv_heads, G = kv.num_heads / nkv;
   float* sk = smem;
   float* sv = sk + bs * D;
@@ -46,10 +46,12 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     if (block < 0) continue;  // released: wholly outside the window
     __syncthreads();          // the previous block's k, v, s are no longer read
     for (int i = threadIdx.x; i < bs * D; i += kThreads) {
-      const int j = i / D, c = i % D;
+      const int j = i / D, c = i % D, key = start + j;
       const int64_t off = ((static_cast<int64_t>(block) * bs + j) * nkv + kvh) * D + c;
-      sk[i] = to_float(kc[off]);
-      sv[i] = to_float(vc[off]);
+      // Slots outside [k_begin, k_end) may hold stale bits (Inf/NaN): their weight is 0, but 0 x NaN is not.
+      const bool visible = key >= k_begin && key < k_end;
+      sk[i] = visible ? to_float(kc[off]) : 0.0f;
+      sv[i] = visible ? to_float(vc[off]) : 0.0f;
     }
     __syncthreads();
     for (int pair = warp; pair < G * bs; pair += kThreads / 32) {
@@ -127,12 +129,10 @@ void decode_attention_cuda(const PagedKv& kv, const T* q, const int32_t* positio
   if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   float* part_acc = ws;
   float* part_ml = ws + static_cast<int64_t>(n) * kv.num_heads * splits * D;
-  kernel<<<dim3(n, kv.num_kv_heads, splits), kThreads, smem, stream>>>(kv, q, positions, seq_of, tokens, split_len,
+  launch(kernel, dim3(n, kv.num_kv_heads, splits), kThreads, smem, stream, kv, q, positions, seq_of, tokens, split_len,
                                                                       part_acc, part_ml);
-  CUDA_CHECK_LAUNCH();
-  decode_merge_kernel<T, D><<<dim3(n, kv.num_heads), D < 32 ? 32 : D, 0, stream>>>(tokens, part_acc, part_ml, splits,
+  launch(decode_merge_kernel<T, D>, dim3(n, kv.num_heads), D < 32 ? 32 : D, 0, stream, tokens, part_acc, part_ml, splits,
                                                                                     out);
-  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -15,8 +15,7 @@ __global__ void embedding_gather_kernel(const int32_t* __restrict__ ids,  // [T]
 
 template <typename T>
 static void embedding_gather_cuda(const int32_t* ids, const T* table, float* out, int T_, int H, cudaStream_t stream) {
-  embedding_gather_kernel<T><<<T_, 256, 0, stream>>>(ids, table, out, H);
-  CUDA_CHECK_LAUNCH();
+  launch(embedding_gather_kernel<T>, T_, 256, 0, stream, ids, table, out, H);
 }
 
 void embedding_gather(DType dt, const int32_t* ids, const void* table, float* out, int T, int H, cudaStream_t stream) {

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(kThreads) gemm_int8_mma_kernel(const T* __rest
                                                                  int ldc, int M, int N, int K) {
   constexpr int WM = BM >= 32 ? 2 : 1, WN = 4 / WM, TM = BM / WM, TN = BN / WN, MI = TM / 16, NJ = TN / 8;
   static_assert(TM % 16 == 0 && NJ % 2 == 0, "warp tile");
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  GYRE_DYNAMIC_SMEM(unsigned char, smem_raw);
   Smem<T, BM, STAGES>& sm = *reinterpret_cast<Smem<T, BM, STAGES>*>(smem_raw);
 
   // Grouped rasterization: kGroupM M-tiles side by side sweep the N-tiles together.
@@ -131,9 +131,8 @@ void gemm_int8_mma_launch(const void* A, int lda, const int8_t* W, const float* 
   static_assert(bytes <= 48 * 1024, "<= 48 KiB: no opt-in needed, and two blocks fit an sm_86 SM");
   const int64_t blocks = int64_t{(M + BM - 1) / BM} * ((N + BN - 1) / BN);
   if (blocks > INT32_MAX) throw Error("gemm_int8: M x N too large");
-  gemm_int8_mma_kernel<T, BM, STAGES><<<static_cast<unsigned>(blocks), kThreads, bytes, stream>>>(
+  launch(gemm_int8_mma_kernel<T, BM, STAGES>, static_cast<unsigned>(blocks), kThreads, bytes, stream, 
       static_cast<const T*>(A), lda, W, scale, C, ldc, M, N, K);
-  CUDA_CHECK_LAUNCH();
 }
 
 // BM by M: the smallest tile that holds the batch while M is small (memory-bound: the deeper

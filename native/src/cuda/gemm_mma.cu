@@ -92,8 +92,7 @@ __global__ void __launch_bounds__(kThreads) gemm_mma_kernel(const T* __restrict_
 template <typename T>
 void gemm_mma_cuda(const T* A, int lda, const T* W, float* C, int ldc, int M, int N, int K, cudaStream_t stream) {
   dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
-  gemm_mma_kernel<T><<<grid, kThreads, 0, stream>>>(A, lda, W, C, ldc, M, N, K);
-  CUDA_CHECK_LAUNCH();
+  launch(gemm_mma_kernel<T>, grid, kThreads, 0, stream, A, lda, W, C, ldc, M, N, K);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ __global__ void add_rms_norm_kernel(float* __restrict__ h,             // [T, H]
                                     const int32_t* __restrict__ rows,  // [R] or null
                                     T* __restrict__ out,               // [R, H]
                                     int H, float eps) {
-  extern __shared__ float row[];  // [H]
+  GYRE_DYNAMIC_SMEM(float, row);  // [H]
   __shared__ float scratch[32];
   const int r = blockIdx.x;
   const int64_t src = rows ? rows[r] : r;
@@ -35,8 +35,7 @@ static void add_rms_norm_cuda(float* h, const float* delta, const float* w, cons
                               float eps, cudaStream_t stream) {
   const size_t smem = sizeof(float) * H;
   if (smem > 48 * 1024) throw Error("add_rms_norm: hidden size " + std::to_string(H) + " exceeds 12288");
-  add_rms_norm_kernel<T><<<R, 256, smem, stream>>>(h, delta, w, rows, out, H, eps);
-  CUDA_CHECK_LAUNCH();
+  launch(add_rms_norm_kernel<T>, R, 256, smem, stream, h, delta, w, rows, out, H, eps);
 }
 
 void add_rms_norm(DType dt, float* h, const float* delta, const float* w, const int32_t* rows, void* out, int R, int H,

@@ -111,8 +111,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(
 template <typename T, int D>
 void prefill_attention_cuda(const PagedKv& kv, const T* q, const int32_t* positions, const PrefillTile* tiles, int n,
                             T* out, cudaStream_t stream) {
-  prefill_attention_kernel<T, D><<<dim3(n, kv.num_heads), kThreads, 0, stream>>>(kv, q, positions, tiles, out);
-  CUDA_CHECK_LAUNCH();
+  launch(prefill_attention_kernel<T, D>, dim3(n, kv.num_heads), kThreads, 0, stream, kv, q, positions, tiles, out);
 }
 
 }  // namespace

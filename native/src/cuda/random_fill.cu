@@ -49,15 +49,14 @@ void random_fill(void* dst, DType dt, int64_t n, RandomFill kind, uint64_t seed,
   constexpr int kThreads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 4096));
   switch (dt) {
-    case DType::kI8: random_fill_int8_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<int8_t*>(dst), n, seed); break;
-    case DType::kF32: random_fill_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<float*>(dst), n, kind, seed); break;
-    case DType::kF16: random_fill_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<__half*>(dst), n, kind, seed); break;
+    case DType::kI8: launch(random_fill_int8_kernel, blocks, kThreads, 0, stream, static_cast<int8_t*>(dst), n, seed); break;
+    case DType::kF32: launch(random_fill_kernel<float>, blocks, kThreads, 0, stream, static_cast<float*>(dst), n, kind, seed); break;
+    case DType::kF16: launch(random_fill_kernel<__half>, blocks, kThreads, 0, stream, static_cast<__half*>(dst), n, kind, seed); break;
     case DType::kBF16:
-      random_fill_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, kind, seed);
+      launch(random_fill_kernel<__nv_bfloat16>, blocks, kThreads, 0, stream, static_cast<__nv_bfloat16*>(dst), n, kind, seed);
       break;
     default: throw Error(std::string("random_fill: unsupported dtype ") + dtype_name(dt));
   }
-  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace gyre

@@ -46,8 +46,7 @@ __global__ void rope_and_cache_kernel(const float* __restrict__ qkv,     // [T, 
 template <typename T>
 static void rope_and_cache_cuda(const float* qkv, const float* cos, const float* sin, const int64_t* slots, T* q_out,
                                 T* k_cache, T* v_cache, int T_, int nh, int nkv, int d, cudaStream_t stream) {
-  rope_and_cache_kernel<T><<<T_, 256, 0, stream>>>(qkv, cos, sin, slots, q_out, k_cache, v_cache, nh, nkv, d);
-  CUDA_CHECK_LAUNCH();
+  launch(rope_and_cache_kernel<T>, T_, 256, 0, stream, qkv, cos, sin, slots, q_out, k_cache, v_cache, nh, nkv, d);
 }
 
 void rope_and_cache(DType dt, const float* qkv, const float* cos, const float* sin, const int64_t* slots, void* q_out,
