@@ -29,8 +29,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   const int n = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int t = tokens[n], p = positions[t];
+  // The splits tile the visible keys [lo, p] from lo: a window needs min(p + 1, window) keys'
+  // worth of splits however long the sequence is.
   const int lo = kv.sliding_window > 0 ? max(0, p - kv.sliding_window + 1) : 0;
-  const int k_begin = max(lo, split * split_len), k_end = min(p + 1, (split + 1) * split_len);
+  const int k_begin = lo + split * split_len, k_end = min(p + 1, k_begin + split_len);
   const int32_t* table = kv.block_tables + static_cast<int64_t>(seq_of[t]) * kv.max_blocks_per_seq;
   const T* kc = static_cast<const T*>(kv.k_cache);
   const T* vc = static_cast<const T*>(kv.v_cache);
@@ -46,12 +48,17 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     if (block < 0) continue;  // released: wholly outside the window
     __syncthreads();          // the previous block's k, v, s are no longer read
     for (int i = threadIdx.x; i < bs * D; i += kThreads) {
+      // Slots outside [k_begin, k_end) load as zero: past the query they may never have been
+      // written (any bits, NaN and Inf included), and a zero softmax weight times NaN is NaN.
       const int j = i / D, c = i % D, key = start + j;
-      const int64_t off = ((static_cast<int64_t>(block) * bs + j) * nkv + kvh) * D + c;
-      // Slots outside [k_begin, k_end) may hold stale bits (Inf/NaN): their weight is 0, but 0 x NaN is not.
-      const bool visible = key >= k_begin && key < k_end;
-      sk[i] = visible ? to_float(kc[off]) : 0.0f;
-      sv[i] = visible ? to_float(vc[off]) : 0.0f;
+      float kx = 0.0f, vx = 0.0f;
+      if (key >= k_begin && key < k_end) {
+        const int64_t off = ((static_cast<int64_t>(block) * bs + j) * nkv + kvh) * D + c;
+        kx = to_float(kc[off]);
+        vx = to_float(vc[off]);
+      }
+      sk[i] = kx;
+      sv[i] = vx;
     }
     __syncthreads();
     for (int pair = warp; pair < G * bs; pair += kThreads / 32) {
