@@ -71,6 +71,14 @@ export class Tokenizer {
     return this.hf.decode(ids as number[], { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
   }
 
+  /** Every token's string piece by id ("▁the", "<0x0A>", "</s>"); '' where an id has none. */
+  vocabStrings(): string[] {
+    const entries = [...this.hf.get_vocab(true).entries()];
+    const out: string[] = new Array(Math.max(this.vocabSize, ...entries.map(([, id]) => id + 1))).fill('');
+    for (const [token, id] of entries) out[id] = token;
+    return out;
+  }
+
   tokenToId(token: string): number | undefined {
     return this.hf.token_to_id(token);
   }

@@ -80,10 +80,15 @@ export function parseManifest(text: string, where: string): Manifest {
   }
   if (m?.format !== MANIFEST_FORMAT) throw new Error(`${where}: field 'format' must be '${MANIFEST_FORMAT}'`);
   if (!Array.isArray(m.files)) throw new Error(`${where}: field 'files' must be a list`);
+  const seen = new Map<string, number>();
   m.files.forEach((f, i) => {
     const ok = f && typeof f.name === 'string' && isModelFile(f.name) && Number.isSafeInteger(f.size) && f.size >= 0 &&
       typeof f.sha256 === 'string' && /^[0-9a-f]{64}$/.test(f.sha256);
     if (!ok) throw new Error(`${where}: files[${i}] must be {name, size, sha256} of a model file`);
+    // Two entries would download into one path at once.
+    const first = seen.get(f.name);
+    if (first !== undefined) throw new Error(`${where}: files[${i}] repeats '${f.name}' (files[${first}])`);
+    seen.set(f.name, i);
   });
   return m;
 }

@@ -28,6 +28,9 @@ export interface ServeConfig {
   gpuMemoryBudget?: string;       // absolute cap, e.g. 24G (emulates an A10G on a larger card)
   quantization: Quantization;     // int8: float weights quantized at load (int8 files run int8 anyway)
   quantizeLmHead: boolean;        // with int8: the LM head too
+  maxResponseBufferBytes: number; // a stream further behind than this is aborted (slow client)
+  bodyTimeoutMs: number;          // a request body must arrive within this (408)
+  maxBodyBytesInFlight: number;   // request bodies being received, all together (503 past it)
 }
 
 export class ConfigError extends Error {}
@@ -38,6 +41,9 @@ export const DEFAULTS = {
   maxWaiting: 1024,
   drainTimeoutS: 25,
   emfIntervalS: 10,
+  maxResponseBufferBytes: 1024 * 1024,
+  bodyTimeoutS: 30,
+  maxBodyBytesInFlight: 64 * 1024 * 1024,
   /** Under SageMaker: just under its 60 s invocation timeout, leaving time to answer. */
   sageMakerDeadlineS: 55,
 };
@@ -191,5 +197,8 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     stayUpOnLoadFailure: flag('GYRE_STAY_UP_ON_LOAD_FAILURE', flags.stayUpOnLoadFailure ?? env.GYRE_STAY_UP_ON_LOAD_FAILURE) ?? false,
     ...gpuMemorySettings(flags, env),
     ...quantization,
+    maxResponseBufferBytes: intSetting(flags, 'maxResponseBuffer', env, ['GYRE_MAX_RESPONSE_BUFFER'], 1) ?? DEFAULTS.maxResponseBufferBytes,
+    bodyTimeoutMs: 1000 * (intSetting(flags, 'bodyTimeout', env, ['GYRE_BODY_TIMEOUT'], 1) ?? DEFAULTS.bodyTimeoutS),
+    maxBodyBytesInFlight: intSetting(flags, 'maxBodyBytesInFlight', env, ['GYRE_MAX_BODY_BYTES_IN_FLIGHT'], 1) ?? DEFAULTS.maxBodyBytesInFlight,
   };
 }

@@ -42,9 +42,15 @@ function failure(choices: readonly Choice[]): ApiError | undefined {
   return new ApiError('unavailable', `the request was aborted: ${failed.error ?? 'the server is shutting down'}`);
 }
 
+/** A stream whose unsent bytes pass maxBufferBytes (a client not reading) is aborted. */
+export interface SlowClientPolicy {
+  maxBufferBytes: number;
+  onAbort(bufferedBytes: number): void;
+}
+
 export async function runPlan(model: ServedModel, admission: Admission, res: Response, plan: Plan,
                               format: ResponseFormat, stream: boolean, record: GenerationRecord,
-                              startMs: number, deadline?: Deadline): Promise<void> {
+                              startMs: number, slow: SlowClientPolicy, deadline?: Deadline): Promise<void> {
   const release = admission.admit(plan.requests.length);
   const streams: RequestStream[] = [];
   try {
@@ -78,7 +84,17 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
     }, Math.max(0, deadline.deadlineMs - (performance.now() - startMs)));
   }
   const write = (bytes: string) => {
-    if (bytes && !clientGone && !res.destroyed) res.write(bytes);
+    if (!bytes || clientGone || res.destroyed) return;
+    res.write(bytes);
+    // Bytes Node holds for this client (response and socket buffers; the kernel's are fixed, see
+    // server.ts): past the cap the client has fallen behind, and buffering stops here.
+    const buffered = res.writableLength;
+    if (buffered > slow.maxBufferBytes) {
+      clientGone = true;
+      streams.forEach((s) => void s.return?.());
+      slow.onAbort(buffered);
+      res.destroy();
+    }
   };
   try {
     if (stream) {
@@ -103,6 +119,7 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
           streams.forEach((other) => void other.return?.());
         } else {
           write(format.chunk(c, chunk));
+          c.forgetTop();
         }
       }
     }));

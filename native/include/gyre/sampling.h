@@ -19,6 +19,9 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;  // besides EOS
   bool ignore_eos = false;
   int logprobs = -1;               // -1: none; 0: the chosen token's; n: and the top n
+  // Structured output: every token is drawn under an allowed-token mask posted for its position
+  // (Engine::set_mask); EOS then always stops.
+  bool constrained = false;
 };
 
 }  // namespace gyre
