@@ -5,7 +5,8 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
 
-/** A logger on `destination` (default: stdout); `fields` are added to every line. */
+/** A logger on `destination` (default: stdout, written synchronously: pino's default asynchronous
+ *  stdout can reorder or drop the last lines when the process exits); `fields` go on every line. */
 export function createLogger(destination?: DestinationStream, level = process.env.GYRE_LOG_LEVEL ?? 'info',
                              fields: Record<string, unknown> = {}): Logger {
   const opts = {
@@ -14,5 +15,5 @@ export function createLogger(destination?: DestinationStream, level = process.en
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
   };
-  return destination ? pino(opts, destination) : pino(opts);
+  return pino(opts, destination ?? pino.destination({ dest: 1, sync: true }));
 }

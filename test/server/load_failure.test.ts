@@ -28,7 +28,8 @@ function serve(args: string[], env: Record<string, string> = {}): Child {
       if (line.trim()) logs.push(JSON.parse(line));
     }
   });
-  const c = { proc, logs, exited: new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code))) };
+  // 'close', not 'exit': the last log lines may still be in the pipe when the process exits.
+  const c = { proc, logs, exited: new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code))) };
   children.push(c);
   return c;
 }

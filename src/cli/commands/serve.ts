@@ -14,12 +14,16 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     throw e;
   }
   let server: GyreServer | undefined;
+  const exit = (code: number) => {
+    if (!server) process.exit(code);
+    server.context.logger.flush(() => process.exit(code));
+  };
   let signals = 0;
   const stop = (signal: string) => {
     // Before the server exists nothing is in flight; a second signal does not wait for the drain.
     if (!server || ++signals > 1) process.exit(signals > 1 ? 1 : 0);
     server.context.logger.info({ signal }, 'shutting down');
-    void server.shutdown().then(() => process.exit(0), () => process.exit(1));
+    void server.shutdown().then(() => exit(0), () => exit(1));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -30,6 +34,6 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     if (started.context.host.state !== 'failed' || cfg.stayUpOnLoadFailure) return;
     await started.shutdown().catch(() => undefined);
     started.context.logger.error({ exit_code: 1 }, 'exiting: the model failed to load (GYRE_STAY_UP_ON_LOAD_FAILURE=1 keeps the server up)');
-    process.exit(1);
+    exit(1);
   });
 }
