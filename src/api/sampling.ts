@@ -1,6 +1,6 @@
 // Both vocabularies (TGI parameters, OpenAI fields) normalized to one Sampling, then checked
 // against the context and turned into engine requests, one per choice. Fields a request leaves out
-// take the model's generation_config.json defaults; max tokens default to the rest of the context.
+// take the model's generation_config.json defaults; max tokens default to DEFAULT_MAX_NEW_TOKENS.
 import type { GenerationRequest, Grammar } from '../engine/engine';
 import type { ApiStyle } from './errors';
 import { validationError } from './errors';
@@ -34,6 +34,14 @@ const NAMES: Record<ApiStyle, Names> = {
 
 const MAX_SEED = Number.MAX_SAFE_INTEGER;
 
+/**
+ * New tokens when neither the request nor generation_config.json sets a limit, on every surface
+ * (TGI, OpenAI, gyre generate). Not the rest of the context: a forgotten limit would then run
+ * ~2,000 tokens, past SageMaker's 60 s. 256 fits a chat answer (~10 s for a 7B model on an A10G,
+ * estimated from its bandwidth); TGI's own /generate default (100) cuts chat answers mid-sentence.
+ */
+export const DEFAULT_MAX_NEW_TOKENS = 256;
+
 /** Refuses text that cannot fit in the input limit, before tokenizing it (tokenizing is slow). */
 export function checkPromptChars(model: ServedModel, chars: number, style: ApiStyle, param?: string): void {
   const limit = model.limits.maxInputTokens * model.tokens.maxTokenChars;
@@ -58,11 +66,12 @@ export function checkPromptIds(model: ServedModel, ids: readonly number[], style
   }
 }
 
-/** The number of new tokens: as asked (if it fits the context) or the rest of the context. */
+/** The number of new tokens: as asked (if it fits the context), else the model's or Gyre's default,
+ *  capped by the rest of the context. */
 export function resolveMaxTokens(model: ServedModel, promptLen: number, asked: number | undefined, style: ApiStyle): number {
   const ctx = model.limits.maxModelLen;
   const room = ctx - promptLen;
-  if (asked === undefined) return Math.max(1, Math.min(room, model.defaults.maxNewTokens ?? room));
+  if (asked === undefined) return Math.max(1, Math.min(room, model.defaults.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS));
   if (promptLen + asked > ctx) {
     const { maxTokens, prompt } = NAMES[style];
     throw validationError(style === 'tgi'

@@ -39,7 +39,9 @@ export class TgiFormat implements ResponseFormat {
         generated_tokens: c.completionTokens,
         seed: c.seed,
         prefill: p.decoder_input_details ? this.prefill(c) : [],
-        tokens: c.tokenIds.map((id, i) => this.token(id, c.tokenTexts[i], c.logprobs[i])),
+        // Stop strings hold text back while it might begin a match, which moves it to later
+        // tokens: then each token shows its own text, as TGI does.
+        tokens: c.tokenIds.map((id, i) => this.token(id, p.stop?.length ? this.model.tokens.text(id) : c.tokenTexts[i], c.logprobs[i])),
       };
       if (p.top_n_tokens) details.top_tokens = c.top.map((top) => this.topTokens(top));
       out.details = details;

@@ -107,6 +107,7 @@ export class SageMakerTarget implements Target {
   send(req: BenchRequest): Promise<Sample> {
     return measure(req, async (mark) => {
       const sdk = await import('@aws-sdk/client-sagemaker-runtime');
+      if (!this.client) (await import('../sagemaker/node_version')).beforeAwsSdkClient();
       this.client ??= new sdk.SageMakerRuntimeClient({
         region: this.region ?? process.env.AWS_REGION ?? 'us-east-1',
         ...(this.endpointUrl ? { endpoint: this.endpointUrl } : {}),

@@ -7,11 +7,11 @@
 //   generate:   model, prompt? chat? prompts? out?, maxTokens? temperature? topP? topK? minP?
 //               seed? ignoreEos? maxConcurrency?, backend, threads?, quantization?, quantizeLmHead?
 //   eval-ppl:   model, text, context? stride? json?, backend, threads?, quantization?, quantizeLmHead?
-//   make-model: shape, layers?, dtype, seed, scale?, out
+//   make-model: shape, layers?, dtype, seed, scale?, out, force?
 //   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
-//               maxWaiting? threads? servedModelName? drainTimeout? gpuMemoryFraction? gpuMemoryBudget?
-//               quantization? quantizeLmHead? maxResponseBuffer? bodyTimeout? maxBodyBytesInFlight?
-//               (unset: from the environment)
+//               maxWaiting? threads? servedModelName? drainTimeout? requestDeadline? stayUpOnLoadFailure?
+//               gpuMemoryFraction? gpuMemoryBudget? quantization? quantizeLmHead? maxResponseBuffer?
+//               bodyTimeout? maxBodyBytesInFlight? (unset: from the environment)
 //   endpoint:   target, port, host, readyTimeout (seconds)
 //   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
 //   validate:   model?, json?, memoryFraction?, checkValues?
@@ -94,7 +94,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--chat', 'wrap --prompt in the model\'s chat template').conflicts('prompts'))
     .option('--prompts <file>', 'JSONL file of prompts (needs --out)')
     .option('--out <file>', 'JSONL output for --prompts')
-    .option('--max-tokens <n>', 'most new tokens per prompt', integer(1))
+    .option('--max-tokens <n>', 'most new tokens per prompt (default: generation_config.json\'s max_new_tokens, else 256)', integer(1))
     .option('--temperature <t>', 'sampling temperature (0: greedy)', number)
     .option('--top-p <p>', 'nucleus sampling threshold', number)
     .option('--top-k <k>', 'sample from the k most likely tokens', integer(0))
@@ -122,7 +122,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--dtype <dtype>', 'weight dtype').choices(['f32', 'f16', 'bf16']).default('f32'))
     .option('--seed <s>', 'random seed', integer(0), 0)
     .option('--scale <x>', 'multiplies the std of linear/embedding weights (0.02)', number)
-    .requiredOption('--out <dir>', 'output folder')
+    .requiredOption('--out <dir>', 'output folder (new or empty)')
+    .option('--force', 'write into a non-empty --out, replacing its model files')
     .action(lazy(() => import('./commands/make_model')));
 
   program.command('endpoint')
@@ -186,7 +187,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--to <format>', 'output format').choices(['gguf']).makeOptionMandatory())
     .requiredOption('--model <dir>', 'model folder (HF format)')
     .requiredOption('--out <file>', 'output file, e.g. model.gguf')
-    .addOption(new Option('--dtype <dtype>', 'weight type of the 2-D tensors (norms stay f32)').choices(['f32', 'f16']).default('f32'))
+    .addOption(new Option('--dtype <dtype>', 'weight type of the 2-D tensors, norms stay f32 (default: f16 for an f16 or bf16 model, else f32)').choices(['f32', 'f16']))
     .action(lazy(() => import('./commands/convert')));
 
   program.command('bench')
@@ -211,7 +212,7 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads of the in-process engine (0: all cores)', integer(0))
     .option('--label <name>', 'name of this target in the table, JSON and plot')
     .option('--merge <files>', 'comma-separated result JSONs to add to the plot')
-    .option('--out <file>', 'result JSON (plot beside it: same base name, .svg and .png)')
+    .option('--out <file>', 'result JSON, plot beside it: same base name, .svg and .png (default bench-results/gyre-bench-<time>.json)')
     .option('--quiet', 'no progress line')
     .action(lazy(() => import('./commands/bench')));
 
@@ -230,6 +231,8 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'CPU threads, 0: all cores (env GYRE_THREADS)', integer(0))
     .option('--served-model-name <name>', 'model id reported by the APIs (env GYRE_SERVED_MODEL_NAME)')
     .option('--drain-timeout <s>', 'seconds in-flight requests get after SIGTERM (env GYRE_DRAIN_TIMEOUT; default 25)', integer(0))
+    .option('--request-deadline <s>', 'seconds before a non-streaming request answers with what it has, finish reason length (env GYRE_REQUEST_DEADLINE_S; default 55 under SageMaker, else none)', number)
+    .option('--stay-up-on-load-failure', 'when the model fails to load, keep running with /ping 503 instead of exiting 1 (env GYRE_STAY_UP_ON_LOAD_FAILURE)')
     .option('--gpu-memory-fraction <f>', 'share of GPU memory used, weights + KV cache (env GYRE_GPU_MEMORY_FRACTION; default 0.9)', number)
     .option('--gpu-memory-budget <size>', 'absolute GPU memory cap, e.g. 24G (env GYRE_GPU_MEMORY_BUDGET)')
     .addOption(new Option('--quantization <q>', 'weights (env GYRE_QUANTIZATION): none (as stored), or int8 (quantized at load)').choices(['none', 'int8']))
@@ -248,7 +251,7 @@ export function buildProgram(): Command {
     .option('--endpoint-url <url>', 'runtime API URL, e.g. a local `gyre endpoint` at http://127.0.0.1:8081')
     .option('--stream', 'InvokeEndpointWithResponseStream: print tokens as they arrive')
     .option('--chat', 'send an OpenAI chat body with the text as the user message')
-    .option('--max-tokens <n>', 'most new tokens', integer(1))
+    .option('--max-tokens <n>', 'most new tokens (default: the server\'s, 256 unless the model sets one)', integer(1))
     .option('--temperature <t>', 'sampling temperature (0: greedy)', number)
     .option('--seed <s>', 'sampling seed', integer(0))
     .option('--raw', 'print the response body as received')

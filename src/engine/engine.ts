@@ -13,7 +13,7 @@ import { type GenerationChunk, RequestStream } from './request_stream';
 import { IncrementalDecoder, Tokenizer } from './tokenizer';
 import { TokenizerPool } from './tokenizer_pool';
 
-export type { FinishReason, GenerationChunk, Usage } from './request_stream';
+export type { FinishReason, GenerationChunk, RequestStream, Usage } from './request_stream';
 export type { ChatMessage } from './chat_template';
 export type { Grammar, GrammarSpec } from './grammar';
 
@@ -121,7 +121,7 @@ export class Engine {
    * Submits a request now and returns its chunks. Invalid requests (empty prompt, id out of
    * range, too long) throw here. Leaving the loop early aborts the request in the engine.
    */
-  generate(req: GenerationRequest): AsyncIterableIterator<GenerationChunk> {
+  generate(req: GenerationRequest): RequestStream {
     if (this.closing) throw new Error('the engine is closed');
     const ids = this.promptIds(req);
     const id = req.id ?? this.allocateId();

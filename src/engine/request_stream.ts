@@ -88,6 +88,18 @@ export class RequestStream implements AsyncIterableIterator<GenerationChunk> {
     this.ended = true;
   }
 
+  /** Ends the request now, as if it had reached max_tokens (a deadline passed): aborts it in the
+   *  engine and ends the stream with the text so far and finish reason 'length'. */
+  truncate(): void {
+    if (this.ended) return;
+    this.opts.abort();
+    const chunk: GenerationChunk = { id: this.id, tokenIds: [], text: this.held, finishReason: 'length' };
+    chunk.usage = { promptTokens: 0, completionTokens: this.completionTokens, cachedTokens: 0 };
+    this.held = '';
+    this.enqueue(chunk);
+    this.ended = true;
+  }
+
   next(): Promise<IteratorResult<GenerationChunk>> {
     const chunk = this.chunks.shift();
     if (chunk) return Promise.resolve({ value: chunk, done: false });

@@ -169,7 +169,7 @@ export function readGgufTensor(file: string, header: GgufHeader, name: string): 
 export interface ConvertOptions {
   model: string;
   out: string;
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16';       // default: f16 for an f16 or bf16 model, f32 for an f32 one
   ropePermute?: boolean;       // default true; false only shows that the llama.cpp check can fail
 }
 
@@ -264,8 +264,10 @@ export function convertToGguf(opts: ConvertOptions): GgufHeader {
   const kvHeads: number = cfg.num_key_value_heads ?? heads;
   const headDim = hidden / heads;
   const vocab: number = cfg.vocab_size;
-  const f16 = opts.dtype === 'f16';
   const weights = openWeights(dir);
+  // Keep the model's precision unless asked: an f16 model written as f32 doubles in size for nothing.
+  const embed = weights('model.embed_tokens.weight')?.info('model.embed_tokens.weight').dtype;
+  const f16 = (opts.dtype ?? (embed === 'F16' || embed === 'BF16' ? 'f16' : 'f32')) === 'f16';
 
   const meta = new Map<string, GgufValue>([
     ['general.architecture', str('llama')],

@@ -4,6 +4,7 @@
 // how many layers there are, and the same seed always gives the same bytes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Progress, type ProgressOptions } from './progress';
 import { convertF32, DType, tensorBytes, TensorSpec, writeSafetensors } from './safetensors';
 
 export interface ShapeSpec {
@@ -49,6 +50,8 @@ export interface MakeModelOptions {
   maxSingleFileBytes?: number;
   /** ... of at most this size each (default 2 GB; a larger single tensor gets its own shard). */
   shardBytes?: number;
+  /** Progress lines (or a bar on a TTY) while the weights are written; default none. */
+  progress?: ProgressOptions;
 }
 
 export interface MakeModelResult {
@@ -175,6 +178,14 @@ function groupShards(specs: TensorSpec[], shardBytes: number): TensorSpec[][] {
   return shards;
 }
 
+/** The chunks of gen, counted into progress as they are written. */
+function* counted(gen: Generator<ArrayBufferView>, progress?: Progress): Generator<ArrayBufferView> {
+  for (const chunk of gen) {
+    yield chunk;
+    progress?.add(chunk.byteLength);
+  }
+}
+
 export function makeModel(opts: MakeModelOptions): MakeModelResult {
   const spec = resolveShape(opts.shape, opts.layers);
   const dtype = opts.dtype ?? 'f32';
@@ -190,10 +201,11 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
     name: t.name,
     dtype: SAFE_DTYPE[dtype],
     shape: t.shape,
-    data: () => gaussianChunks(seed, t.name, t.shape.reduce((a, b) => a * b, 1),
-      t.norm ? 1 : 0, t.norm ? 0.1 : 0.02 * scale, dtype),
+    data: () => counted(gaussianChunks(seed, t.name, t.shape.reduce((a, b) => a * b, 1),
+      t.norm ? 1 : 0, t.norm ? 0.1 : 0.02 * scale, dtype), progress),
   }));
   const totalBytes = specs.reduce((a, s) => a + tensorBytes(s), 0);
+  const progress = opts.progress ? new Progress('make-model', totalBytes, { out: opts.out, shape: opts.shape }, opts.progress) : undefined;
   const metadata = { format: 'pt' };
   const files: string[] = [];
   // Remove weights of an earlier run so a folder never holds both layouts.
@@ -216,6 +228,7 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
     files.push('model.safetensors.index.json');
   }
   writeSideFiles(opts.out, spec, dtype);
+  progress?.finish({ ok: true });
   return { files, totalBytes };
 }
 

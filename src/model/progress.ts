@@ -1,11 +1,17 @@
 // Transfer progress: a JSON line every interval (bytes, MB/s, ETA) for logs, and a cli-progress
 // bar when a person is watching (stdout is a TTY).
 import type { SingleBar } from 'cli-progress';
+import type { Logger } from '../server/logger';
 
 export type LogFn = (event: Record<string, unknown>) => void;
 
+let stderrLogger: Logger | undefined;
+
+/** The serve log format (src/server/logger.ts), on stderr: stdout may carry a command's output. */
 export const jsonLineLog: LogFn = (event) => {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  stderrLogger ??= (require('../server/logger') as typeof import('../server/logger')).createLogger(process.stderr);
+  stderrLogger.info(event, String(event.event ?? 'progress'));
 };
 
 export interface ProgressOptions {
@@ -20,10 +26,13 @@ export class Progress {
   private timer?: NodeJS.Timeout;
   private bar?: SingleBar;
   private readonly log?: LogFn;
+  private readonly intervalMs: number;
+  private lastLog = performance.now();
 
   constructor(private readonly event: string, private readonly total: number, readonly fields: Record<string, unknown>,
               opts: ProgressOptions = {}) {
     this.log = opts.log === false ? undefined : opts.log ?? jsonLineLog;
+    this.intervalMs = opts.intervalMs ?? 1000;
     if (opts.bar ?? process.stdout.isTTY) {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { SingleBar, Presets } = require('cli-progress') as typeof import('cli-progress');
@@ -34,7 +43,7 @@ export class Progress {
       this.bar.start(total, 0, this.barFields());
     }
     if (this.log && !this.bar) {
-      this.timer = setInterval(() => this.log!(this.snapshot()), opts.intervalMs ?? 1000);
+      this.timer = setInterval(() => this.logNow(), this.intervalMs);
       this.timer.unref();
     }
   }
@@ -42,6 +51,13 @@ export class Progress {
   add(n: number): void {
     this.bytes += n;
     this.bar?.update(this.bytes, this.barFields());
+    // Synchronous writers (make-model) never let the timer run: log from here as well.
+    if (this.timer && performance.now() - this.lastLog >= this.intervalMs) this.logNow();
+  }
+
+  private logNow(): void {
+    this.lastLog = performance.now();
+    this.log!(this.snapshot());
   }
 
   get mbPerSecond(): number {

@@ -3,6 +3,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { beforeAwsSdkClient } from '../sagemaker/node_version';
 
 export interface S3Location {
   bucket: string;
@@ -37,6 +38,7 @@ const ENDPOINT_VARS = ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'];
  *  path-style addressing; no configured region falls back to us-east-1 with region redirects. */
 export async function makeS3Client(opts: S3ClientOptions = {}): Promise<S3Client> {
   if (opts.client) return opts.client;
+  beforeAwsSdkClient();
   const maxSockets = opts.maxSockets ?? 64;
   const custom = ENDPOINT_VARS.some((v) => process.env[v]);
   const config: S3ClientConfig = {

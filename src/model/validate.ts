@@ -133,6 +133,33 @@ interface Located { file: string; info: TensorInfo }
 export const MAX_WEIGHT_MAP_ENTRIES = 65536;
 export const MAX_SHARDS = 4096;
 
+interface Mismatch { file: string; name: string; got: number[]; want: number[] }
+
+/**
+ * When many tensors disagree with config.json, usually one config field is wrong: the config
+ * value, the one the weights imply, and the tensor that shows it; undefined when none explains it.
+ */
+function rootCause(c: ModelConfig, tensors: Map<string, Located>): string | undefined {
+  const dim = (name: string, i: number) => tensors.get(name)?.info.shape[i];
+  const checks: [string, number, string, number][] = [
+    ['hidden_size', c.hiddenSize, 'model.embed_tokens.weight', 1],
+    ['vocab_size', c.vocabSize, 'model.embed_tokens.weight', 0],
+    ['intermediate_size', c.intermediateSize, 'model.layers.0.mlp.gate_proj.weight', 0],
+  ];
+  for (const [field, want, name, i] of checks) {
+    const got = dim(name, i);
+    if (got !== undefined && got !== want) {
+      return `${field} is ${want}, but the weights have ${got} (${name} is [${tensors.get(name)!.info.shape.join(', ')}])`;
+    }
+  }
+  const kvRows = dim('model.layers.0.self_attn.k_proj.weight', 0);
+  if (kvRows !== undefined && kvRows !== c.numKvHeads * c.headDim && kvRows % c.headDim === 0) {
+    return `num_key_value_heads is ${c.numKvHeads}, but the weights have ${kvRows / c.headDim} ` +
+      `(model.layers.0.self_attn.k_proj.weight has ${kvRows} rows of head_dim ${c.headDim})`;
+  }
+  return undefined;
+}
+
 /** Every tensor of the folder's weight files, with index/shard agreement checked. Index entries
  *  are checked before any file is opened; only plain names inside the folder are opened. */
 function collectTensors(dir: string, errors: string[], warnings: string[]): Map<string, Located> {
@@ -383,6 +410,7 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
   // For the A10G report: elements and rows of the (int8 or quantizable) linear weights, other elements.
   let linearElems = 0, linearRows = 0, otherElems = 0;
   const used = new Set<string>();
+  const mismatches: Mismatch[] = [];
   for (const [name, shape] of expected) {
     const t = tensors.get(name);
     if (!t) {
@@ -411,13 +439,21 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
       if (!FLOAT_DTYPES.has(t.info.dtype)) r.errors.push(`${t.file}: tensor '${name}' has dtype ${t.info.dtype}; expected F32, F16 or BF16`);
       dtypes.add(t.info.dtype);
     }
-    if (t.info.shape.join() !== shape.join()) {
-      r.errors.push(`${t.file}: tensor '${name}' has shape [${t.info.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`);
-    }
+    if (t.info.shape.join() !== shape.join()) mismatches.push({ file: t.file, name, got: t.info.shape, want: shape });
     const n = t.info.shape.reduce((a, b) => a * b, 1);
     params += n;
     bytes += t.info.end - t.info.begin;
     if (quantized || (!int8 && isLinearWeight(name))) { linearElems += n; linearRows += t.info.shape[0] ?? 0; } else otherElems += n;
+  }
+  const cause = mismatches.length > 1 ? rootCause(c, tensors) : undefined;
+  if (cause) {
+    const m = mismatches[0];
+    r.errors.push(`${path.join(dir, 'config.json')}: ${cause}; ${mismatches.length} tensors disagree with config.json, ` +
+      `e.g. '${m.name}' has shape [${m.got.join(', ')}], expected [${m.want.join(', ')}]`);
+  } else {
+    for (const m of mismatches) {
+      r.errors.push(`${m.file}: tensor '${m.name}' has shape [${m.got.join(', ')}], expected [${m.want.join(', ')}] from config.json`);
+    }
   }
   if (opts.checkValues) checkValues(tensors, used, r);
   const unused = [...tensors.keys()].filter((n) => !used.has(n) && !expected.has(n));

@@ -5,6 +5,7 @@
 import {
   InvokeEndpointCommand, InvokeEndpointWithResponseStreamCommand, SageMakerRuntimeClient, type SageMakerRuntimeClientConfig,
 } from '@aws-sdk/client-sagemaker-runtime';
+import { beforeAwsSdkClient } from './node_version';
 
 export interface InvokeOptions {
   endpoint: string;
@@ -119,7 +120,9 @@ export function describeError(e: unknown, endpoint: string): Error {
 }
 
 /** Sends the request; writes the response text (streamed: each piece as it arrives). */
-export async function invoke(o: InvokeOptions, write: (text: string) => void, client = new SageMakerRuntimeClient(clientConfig(o))): Promise<void> {
+export async function invoke(o: InvokeOptions, write: (text: string) => void, given?: SageMakerRuntimeClient): Promise<void> {
+  if (!given) beforeAwsSdkClient();
+  const client = given ?? new SageMakerRuntimeClient(clientConfig(o));
   const body = JSON.stringify(requestBody(o));
   try {
     if (!o.stream) {

@@ -62,6 +62,7 @@ function requestLog(ctx: ServerContext) {
           seed: gen.seed ?? undefined,
         });
         if (gen.unknownFields?.length) line.ignored_fields = gen.unknownFields.slice(0, 20);
+        if (gen.deadline) line.deadline = true;
       }
       if (res.locals.error) line.error = res.locals.error;
       ctx.logger.info(line, 'request');

@@ -1,8 +1,9 @@
 // Request bodies: read up to the limit (SageMaker's 6 MB), decoded as strict UTF-8, refused when
 // nested deeper than MAX_DEPTH (before JSON.parse, so no recursion ever sees them), then parsed.
-// Any content type is accepted: curl and some SDKs send JSON without saying so. A body must arrive
-// within a time limit (408), and the bytes of all bodies being received are capped together (503),
-// so slow or stalled senders cannot hold the server's memory.
+// Any content type but a form's is accepted: some SDKs send JSON without saying so, or as text;
+// a form body (urlencoded or multipart) says it is not JSON, and gets 415 as in TGI. A body must
+// arrive within a time limit (408), and the bytes of all bodies being received are capped together
+// (503), so slow or stalled senders cannot hold the server's memory.
 import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../api/errors';
 
@@ -107,8 +108,15 @@ export function jsonDepth(text: string, max = MAX_DEPTH): number {
   return deepest;
 }
 
-/** Reads and parses a JSON body. Throws ApiError (413, 408, 503, or 400 with what is wrong). */
+const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/'];
+
+/** Reads and parses a JSON body. Throws ApiError (413, 415, 408, 503, or 400 with what is wrong). */
 export async function readJson(req: IncomingMessage, opts: BodyLimits = {}): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (FORM_TYPES.some((t) => type.startsWith(t))) {
+    req.resume();
+    throw new ApiError('media_type', `the body is ${type}: send JSON with Content-Type: application/json`);
+  }
   const raw = await readRaw(req, opts);
   let text: string;
   try {

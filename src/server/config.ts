@@ -21,7 +21,9 @@ export interface ServeConfig {
   maxWaiting: number;
   threads?: number;               // undefined: all cores
   drainTimeoutMs: number;         // SIGTERM: in-flight requests get this long
+  requestDeadlineMs: number;      // non-streaming requests end with 'length' after this; 0: never
   emfIntervalMs: number;          // 0: no EMF lines
+  stayUpOnLoadFailure: boolean;   // a model that fails to load: keep serving /ping 503 instead of exiting
   gpuMemoryFraction?: number;     // share of GPU memory the CUDA backend uses (its default: 0.9)
   gpuMemoryBudget?: string;       // absolute cap, e.g. 24G (emulates an A10G on a larger card)
   quantization: Quantization;     // int8: float weights quantized at load (int8 files run int8 anyway)
@@ -42,6 +44,8 @@ export const DEFAULTS = {
   maxResponseBufferBytes: 1024 * 1024,
   bodyTimeoutS: 30,
   maxBodyBytesInFlight: 64 * 1024 * 1024,
+  /** Under SageMaker: just under its 60 s invocation timeout, leaving time to answer. */
+  sageMakerDeadlineS: 55,
 };
 
 type Env = Record<string, string | undefined>;
@@ -65,6 +69,33 @@ function intSetting(flags: Record<string, unknown>, flag: string, env: Env, name
     if (raw !== undefined && raw !== '') return int(name, raw, min);
   }
   return undefined;
+}
+
+function flag(name: string, raw: unknown): boolean | undefined {
+  if (typeof raw === 'boolean') return raw;
+  if (raw === undefined || raw === '') return undefined;
+  const v = String(raw).toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(`${name}=${String(raw)}: expected true or false`);
+}
+
+/**
+ * Running as a SageMaker endpoint: the image's entry point (container/serve, which SageMaker
+ * starts as `serve`) sets GYRE_SAGEMAKER=1. It turns on the request deadline and the EMF lines.
+ */
+export function underSageMaker(env: Env = process.env): boolean {
+  return flag('GYRE_SAGEMAKER', env.GYRE_SAGEMAKER) ?? false;
+}
+
+function deadlineMs(flags: Record<string, unknown>, env: Env, sageMaker: boolean): number {
+  const raw = flags.requestDeadline ?? env.GYRE_REQUEST_DEADLINE_S;
+  if (raw === undefined || raw === '') return sageMaker ? 1000 * DEFAULTS.sageMakerDeadlineS : 0;
+  const s = Number(raw);
+  if ((typeof raw === 'string' && raw.trim() === '') || !Number.isFinite(s) || s < 0) {
+    throw new ConfigError(`${flags.requestDeadline !== undefined ? '--request-deadline ' : 'GYRE_REQUEST_DEADLINE_S='}${String(raw)}: expected seconds >= 0 (0: no deadline)`);
+  }
+  return Math.round(1000 * s);
 }
 
 function modelSetting(flags: Record<string, unknown>, env: Env): { model?: string; from: string } {
@@ -144,6 +175,9 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     throw new ConfigError(`backend "${backendRaw}": expected auto, cpu or cuda`);
   }
   const name = typeof flags.servedModelName === 'string' ? flags.servedModelName : env.GYRE_SERVED_MODEL_NAME;
+  const sageMaker = underSageMaker(env);
+  // EMF lines are for CloudWatch: on by default only under SageMaker; GYRE_EMF_INTERVAL asks for them anywhere.
+  const emfIntervalS = intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? (sageMaker ? DEFAULTS.emfIntervalS : 0);
   return {
     model,
     modelFrom: from,
@@ -158,7 +192,9 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     maxWaiting: intSetting(flags, 'maxWaiting', env, ['GYRE_MAX_WAITING'], 0) ?? DEFAULTS.maxWaiting,
     threads: intSetting(flags, 'threads', env, ['GYRE_THREADS'], 0),
     drainTimeoutMs: 1000 * (intSetting(flags, 'drainTimeout', env, ['GYRE_DRAIN_TIMEOUT'], 0) ?? DEFAULTS.drainTimeoutS),
-    emfIntervalMs: 1000 * (intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? DEFAULTS.emfIntervalS),
+    requestDeadlineMs: deadlineMs(flags, env, sageMaker),
+    emfIntervalMs: 1000 * emfIntervalS,
+    stayUpOnLoadFailure: flag('GYRE_STAY_UP_ON_LOAD_FAILURE', flags.stayUpOnLoadFailure ?? env.GYRE_STAY_UP_ON_LOAD_FAILURE) ?? false,
     ...gpuMemorySettings(flags, env),
     ...quantization,
     maxResponseBufferBytes: intSetting(flags, 'maxResponseBuffer', env, ['GYRE_MAX_RESPONSE_BUFFER'], 1) ?? DEFAULTS.maxResponseBufferBytes,

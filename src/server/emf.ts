@@ -2,7 +2,7 @@
 // CloudWatch Logs which fields are metrics. SageMaker routes only /ping and /invocations, so
 // /metrics cannot be scraped there; these lines carry the same figures with no agent.
 // Latencies are sent as up to 100 sampled values per line (EMF's limit), so CloudWatch can
-// compute percentiles.
+// compute percentiles. An idle interval (no request ended, none running or waiting) writes nothing.
 import type { NativeEngineStats } from '../engine/native';
 import type { Logger } from './logger';
 import type { RequestFigures } from './metrics';
@@ -59,8 +59,13 @@ export class EmfReporter {
     }
   }
 
-  /** Writes one EMF line for the interval just ended, and starts the next. */
+  /** Writes one EMF line for the interval just ended (none when it was idle), and starts the next. */
   flush(): void {
+    const s = this.stats();
+    if (this.requests === 0 && !s?.numRunning && !s?.numWaiting) {
+      this.last = s ?? this.last;
+      return;
+    }
     const metrics: { Name: string; Unit: string }[] = [];
     const values: Record<string, number | number[]> = {};
     const put = (name: string, unit: string, v: number | number[]) => {
@@ -74,7 +79,6 @@ export class EmfReporter {
     put('E2ELatency', 'Milliseconds', this.e2e.values);
     put('TimeToFirstToken', 'Milliseconds', this.ttft.values);
     put('TimePerOutputToken', 'Milliseconds', this.tpot.values);
-    const s = this.stats();
     if (s) {
       const prev = this.last;
       const delta = (read: (x: NativeEngineStats) => number) => Math.max(0, read(s) - (prev ? read(prev) : 0));

@@ -7,8 +7,9 @@ import { ApiError, validationError } from '../api/errors';
 import type { ResponseFormat } from '../api/format';
 import type { ServedModel } from '../api/model';
 import type { Plan } from '../api/sampling';
-import type { GenerationChunk } from '../engine/engine';
+import type { RequestStream } from '../engine/engine';
 import type { Admission } from './admission';
+import type { Logger } from './logger';
 
 /** What the request log line and the metrics need to know about a generation. */
 export interface GenerationRecord {
@@ -24,6 +25,13 @@ export interface GenerationRecord {
   ttftMs?: number;
   tpotMs?: number;
   clientGone?: boolean;
+  deadline?: boolean;        // cut at the request deadline
+}
+
+/** A non-streaming request that runs past deadlineMs (0: never) ends with 'length', logged. */
+export interface Deadline {
+  deadlineMs: number;
+  logger: Logger;
 }
 
 /** The first failure among finished choices, as the error the client gets. */
@@ -42,9 +50,9 @@ export interface SlowClientPolicy {
 
 export async function runPlan(model: ServedModel, admission: Admission, res: Response, plan: Plan,
                               format: ResponseFormat, stream: boolean, record: GenerationRecord,
-                              startMs: number, slow: SlowClientPolicy): Promise<void> {
+                              startMs: number, slow: SlowClientPolicy, deadline?: Deadline): Promise<void> {
   const release = admission.admit(plan.requests.length);
-  const streams: AsyncIterableIterator<GenerationChunk>[] = [];
+  const streams: RequestStream[] = [];
   try {
     for (const r of plan.requests) streams.push(model.engine.generate(r));
   } catch (e) {
@@ -63,6 +71,18 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
   // Writing stops once the client has gone; an 'error' on the response counts as gone.
   res.on('close', onClose);
   res.on('error', onClose);
+  // SageMaker drops a non-streaming invocation after 60 s; answering with what we have is better.
+  let timer: NodeJS.Timeout | undefined;
+  if (!stream && deadline && deadline.deadlineMs > 0) {
+    timer = setTimeout(() => {
+      const running = streams.filter((s) => !s.finished);
+      if (!running.length) return;
+      record.deadline = true;
+      deadline.logger.warn({ deadline_ms: deadline.deadlineMs, choices: running.length },
+        'request deadline reached: answering with the tokens so far (finish reason length); set GYRE_REQUEST_DEADLINE_S or max_new_tokens');
+      running.forEach((s) => s.truncate());
+    }, Math.max(0, deadline.deadlineMs - (performance.now() - startMs)));
+  }
   const write = (bytes: string) => {
     if (!bytes || clientGone || res.destroyed) return;
     res.write(bytes);
@@ -115,6 +135,7 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
     if (f) throw f;
     res.status(200).json(format.body(choices));
   } finally {
+    clearTimeout(timer);
     res.off('close', onClose);
     release();
   }

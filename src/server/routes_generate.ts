@@ -12,7 +12,7 @@ import { parseTgi, planTgi } from '../api/tgi_request';
 import { TgiFormat } from '../api/tgi_response';
 import { readJson } from './body';
 import type { ServerContext } from './context';
-import { type GenerationRecord, type SlowClientPolicy, runPlan } from './generation';
+import { type Deadline, type GenerationRecord, type SlowClientPolicy, runPlan } from './generation';
 
 /** The served model, or a 503 that says why there is none. */
 export function readyModel(ctx: ServerContext): ServedModel {
@@ -20,6 +20,8 @@ export function readyModel(ctx: ServerContext): ServedModel {
   if (host.state === 'ready' && host.model) return host.model;
   throw new ApiError('unavailable', host.reason, { retryAfter: host.state === 'loading' ? 5 : 10 });
 }
+
+const deadline = (ctx: ServerContext): Deadline => ({ deadlineMs: ctx.cfg.requestDeadlineMs, logger: ctx.logger });
 
 function setStyle(res: Response, style: ApiStyle): void {
   res.locals.style = style;
@@ -36,7 +38,7 @@ async function generate(ctx: ServerContext, res: Response, body: unknown, kind: 
     const record: GenerationRecord = { api: 'tgi', stream: req.stream, choices: 1, unknownFields: req.unknown };
     res.locals.generation = record;
     const plan = await planTgi(req, model);
-    await track(res, runPlan(model, ctx.admission, res, plan, new TgiFormat(req, model, opts.wrap ?? false), req.stream, record, startMs, slowClients(ctx, record)));
+    await track(res, runPlan(model, ctx.admission, res, plan, new TgiFormat(req, model, opts.wrap ?? false), req.stream, record, startMs, slowClients(ctx, record), deadline(ctx)));
     return;
   }
   const req = kind === 'chat' ? parseChat(body) : parseCompletion(body);
@@ -44,7 +46,7 @@ async function generate(ctx: ServerContext, res: Response, body: unknown, kind: 
   res.locals.generation = record;
   const plan = await planOpenAi(req, model);
   record.choices = plan.requests.length;
-  await track(res, runPlan(model, ctx.admission, res, plan, new OpenAiFormat(req, model, ctx.fingerprint), req.stream, record, startMs, slowClients(ctx, record)));
+  await track(res, runPlan(model, ctx.admission, res, plan, new OpenAiFormat(req, model, ctx.fingerprint), req.stream, record, startMs, slowClients(ctx, record), deadline(ctx)));
 }
 
 function slowClients(ctx: ServerContext, record: GenerationRecord): SlowClientPolicy {

@@ -115,7 +115,7 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
       const drained = await ctx.admission.whenIdle(cfg.drainTimeoutMs);
       if (!drained) logger.warn({ in_flight: ctx.admission.numRequests }, 'drain timed out: aborting the requests still running');
       ctx.emf.stop();
-      ctx.emf.flush();
+      if (cfg.emfIntervalMs > 0) ctx.emf.flush();   // the last interval's figures, when EMF is on
       await host.close();
       // Aborted requests answer (503, or an error event) on their own connections; wait for those
       // replies to be handed to the kernel before closing the sockets.

@@ -37,7 +37,7 @@ async function expectApiError(f: () => unknown, message: RegExp, param?: string)
 }
 
 describe('TGI parameters', () => {
-  test('no do_sample and no warpers: greedy, no seed; max_new_tokens default is the rest of the context', async () => {
+  test('no do_sample and no warpers: greedy, no seed; max_new_tokens default is capped by the context', async () => {
     const plan = await planTgi(parseTgi({ inputs: 'abcd' }), fakeModel());
     expect(plan.requests).toEqual([{ temperature: 0, promptIds: [1, 100, 101, 102, 103], maxTokens: 95, logprobs: 0 }]);
     expect(plan.seeds).toEqual([null]);
@@ -148,4 +148,24 @@ test('logprobs print as the float32 TGI would print', async () => {
   expect(f32(-0.9719473245620728)).toBe(-0.9719473);
   expect(f32(-Infinity)).toBeNull();
   expect(f32(0)).toBe(0);
+});
+
+describe('the default token limit (issue 16)', () => {
+  // A context far longer than the default, so "the rest of the context" and the default differ.
+  const big = () => fakeModel({ limits: { maxModelLen: 4096, maxInputTokens: 4000 } });
+
+  test('every API shape gets DEFAULT_MAX_NEW_TOKENS (256) when neither the request nor generation_config.json sets one', async () => {
+    const { DEFAULT_MAX_NEW_TOKENS } = (await import('../../src/api/sampling')) as unknown as { DEFAULT_MAX_NEW_TOKENS: number };
+    expect(DEFAULT_MAX_NEW_TOKENS).toBe(256);
+    expect((await planTgi(parseTgi({ inputs: 'abcd' }), big())).requests[0].maxTokens).toBe(256);
+    expect((await planOpenAi(parseChat({ messages: [{ role: 'user', content: 'a' }] }), big())).requests[0].maxTokens).toBe(256);
+    expect((await planOpenAi(parseCompletion({ prompt: 'a' }), big())).requests[0].maxTokens).toBe(256);
+  });
+
+  test('generation_config.json and the request still win; a short context still caps it', async () => {
+    const withConfig = fakeModel({ limits: { maxModelLen: 4096, maxInputTokens: 4000 }, defaults: { maxNewTokens: 1000 } });
+    expect((await planTgi(parseTgi({ inputs: 'a' }), withConfig)).requests[0].maxTokens).toBe(1000);
+    expect((await planTgi(parseTgi({ inputs: 'a', parameters: { max_new_tokens: 3000 } }), big())).requests[0].maxTokens).toBe(3000);
+    expect((await planTgi(parseTgi({ inputs: 'abcd' }), fakeModel())).requests[0].maxTokens).toBe(95);
+  });
 });

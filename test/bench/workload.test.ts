@@ -122,3 +122,18 @@ describe('comparison and plot', () => {
     expect(ticks(0.37)).toEqual([0, 0.1, 0.2, 0.3, 0.4]);
   });
 });
+
+describe('where bench writes and what the plot says (issue 16)', () => {
+  test('without --out the files go into bench-results/, not the current folder', async () => {
+    const { defaultOut } = (await import('../../src/cli/commands/bench')) as unknown as { defaultOut(stamp: string): string };
+    expect(defaultOut('20261206T120000')).toBe(path.join('bench-results', 'gyre-bench-20261206T120000.json'));
+  });
+
+  test('the plot title names the model (and its shape) first, then the machine', async () => {
+    const { plotTitle } = await import('../../src/cli/commands/bench');
+    const machine = { cpu: 'Intel(R) Xeon(R) Platinum 8488C', cores: 2 };
+    const title = plotTitle({ machine, model: { path: '/m/demo', model_type: 'llama', num_hidden_layers: 2, hidden_size: 64, torch_dtype: 'float16' } } as never);
+    expect(title).toBe('demo (llama, 2 layers, hidden 64, float16): throughput vs latency on Intel(R) Xeon(R) Platinum 8488C, 2 cores');
+    expect(plotTitle({ machine, model: { served_model: 'gyre' } } as never)).toMatch(/^gyre: throughput vs latency/);
+  });
+});

@@ -79,7 +79,7 @@ describe('gyre CLI', () => {
 describe('gyre make-model', () => {
   const make = (out: string, ...extra: string[]) => {
     const r = gyre(['make-model', '--shape', 'tiny', '--dtype', 'f16', '--out', path.join(tmp, out), ...extra]);
-    expect(r.stderr).toMatch(/^gyre: wrote /);
+    expect(r.stderr).toMatch(/^gyre: wrote /m);
     expect(r.code).toBe(0);
     return path.join(tmp, out);
   };
@@ -122,6 +122,21 @@ describe('gyre make-model', () => {
     }
   });
 
+  test('a non-empty --out is refused, as quantize does; --force replaces the model files (issue 16)', () => {
+    const dir = path.join(tmp, 'occupied');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+    const r = gyre(['make-model', '--shape', 'tiny', '--out', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`gyre: ${dir}: exists and is not empty (give a new or empty folder, or --force to replace the model files in it)\n`);
+    expect(fs.readdirSync(dir)).toEqual(['notes.txt']);
+    expect(gyre(['make-model', '--shape', 'tiny', '--out', dir, '--force']).code).toBe(0);
+    expect(fs.readFileSync(path.join(dir, 'notes.txt'), 'utf8')).toBe('mine');
+    expect(fs.existsSync(path.join(dir, 'model.safetensors'))).toBe(true);
+    fs.mkdirSync(path.join(tmp, 'empty'));
+    expect(gyre(['make-model', '--shape', 'tiny', '--out', path.join(tmp, 'empty')]).code).toBe(0);
+  });
+
   test('--shape 100m --layers 1', () => {
     const dir = path.join(tmp, '100m');
     const r = gyre(['make-model', '--shape', '100m', '--layers', '1', '--dtype', 'bf16', '--seed', '1', '--out', dir]);
@@ -134,5 +149,8 @@ describe('gyre make-model', () => {
     expect(st.names()).toHaveLength(1 + 9 + 1);
     expect(st.info('model.layers.0.mlp.up_proj.weight')).toMatchObject({ dtype: 'BF16', shape: [2048, 768] });
     expect(() => st.info('model.layers.1.mlp.up_proj.weight')).toThrow();
+    // Progress: log lines on stderr (a bar on a TTY), the last one with done.
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ level: 'info', event: 'make-model', done: true, total_bytes: expect.any(Number) });
   });
 });

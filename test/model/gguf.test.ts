@@ -107,6 +107,16 @@ describe('GGUF writer and reader (no llama.cpp needed)', () => {
     expect(halfToFloat(0x3c00)).toBe(1);
   });
 
+  test('without a dtype the file keeps the model\'s precision: an f16 (or bf16) model gives f16, an f32 one f32 (issue 16)', () => {
+    const half = path.join(tmp, 'tiny-f16');
+    makeModel({ shape: 'tiny', out: half, seed: 3, dtype: 'f16' });
+    const [, h] = convert(half, 'kept-f16.gguf');
+    expect(h.metadata.get('general.file_type')).toBe(1);
+    expect(h.tensors.find((t) => t.name === 'blk.0.ffn_up.weight')!.type).toBe(GGML_F16);
+    const [, f] = convert(fixture, 'kept-f32.gguf');
+    expect(f.metadata.get('general.file_type')).toBe(0);
+  });
+
   test('tied embeddings: no output tensor (llama.cpp falls back to token_embd)', () => {
     const [, h] = convert(tiny, 'tied.gguf');
     expect(h.tensors.map((t) => t.name)).not.toContain('output.weight');

@@ -135,6 +135,20 @@ test('a wrong shape names the file, the tensor, and both shapes', async () => {
   expect(r.errors).toEqual([`${dir}/model.safetensors: tensor 'model.layers.1.mlp.gate_proj.weight' has shape [64, 176], expected [176, 64] from config.json`]);
 });
 
+test('a wrong config.json dimension is named once as the root cause, not as one error per tensor (issue 16)', async () => {
+  const edit = (dir: string, field: string, v: number) => {
+    const f = path.join(dir, 'config.json');
+    fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), [field]: v }));
+    return dir;
+  };
+  const hidden = edit(copy(), 'hidden_size', 128);
+  const r = await validateModel(hidden);
+  expect(r.errors).toEqual([expect.stringMatching(
+    /^.*config\.json: hidden_size is 128, but the weights have 64 \(model\.embed_tokens\.weight is \[32000, 64\]\); \d+ tensors disagree with config\.json, e\.g\. .*/)]);
+  const inter = await validateModel(edit(copy(), 'intermediate_size', 200));
+  expect(inter.errors).toEqual([expect.stringMatching(/config\.json: intermediate_size is 200, but the weights have 176 \(model\.layers\.0\.mlp\.gate_proj\.weight is \[176, 64\]\); 6 tensors disagree/)]);
+});
+
 test('a missing tensor is named', async () => {
   const dir = copy();
   rewrite(dir, (t) => t.filter((s) => s.name !== 'model.layers.0.self_attn.k_proj.weight'));

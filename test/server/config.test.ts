@@ -14,13 +14,21 @@ test('defaults need no settings', () => {
   expect(resolveConfig({}, noModelRoot)).toEqual({
     model: undefined, modelFrom: 'none', servedModelName: undefined, host: '0.0.0.0', port: 8080, backend: 'auto',
     maxModelLen: undefined, maxInputTokens: undefined, maxBatchTokens: undefined, maxSeqs: 256, maxWaiting: 1024,
-    threads: undefined, drainTimeoutMs: 25_000, emfIntervalMs: 10_000, gpuMemoryFraction: undefined, gpuMemoryBudget: undefined,
-    quantization: 'none', quantizeLmHead: false,
+    threads: undefined, drainTimeoutMs: 25_000, requestDeadlineMs: 0, emfIntervalMs: 0, stayUpOnLoadFailure: false,
+    gpuMemoryFraction: undefined, gpuMemoryBudget: undefined, quantization: 'none', quantizeLmHead: false,
     maxResponseBufferBytes: 1024 * 1024, bodyTimeoutMs: 30_000, maxBodyBytesInFlight: 64 * 1024 * 1024,
   });
   expect(resolveConfig({ bodyTimeout: 5 }, { ...noModelRoot, GYRE_MAX_RESPONSE_BUFFER: '2048', GYRE_MAX_BODY_BYTES_IN_FLIGHT: '1000' }))
     .toMatchObject({ maxResponseBufferBytes: 2048, bodyTimeoutMs: 5000, maxBodyBytesInFlight: 1000 });
   expect(() => resolveConfig({}, { ...noModelRoot, GYRE_BODY_TIMEOUT: '0' })).toThrow('GYRE_BODY_TIMEOUT=0: expected an integer >= 1');
+});
+
+test('EMF lines: every 10 s under SageMaker, off elsewhere unless GYRE_EMF_INTERVAL asks; GYRE_SAGEMAKER=0 is off', () => {
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_SAGEMAKER: '1' }).emfIntervalMs).toBe(10_000);
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_SAGEMAKER: '0' }).emfIntervalMs).toBe(0);
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_EMF_INTERVAL: '5' }).emfIntervalMs).toBe(5000);
+  expect(resolveConfig({}, { ...noModelRoot, GYRE_SAGEMAKER: '1', GYRE_EMF_INTERVAL: '0' }).emfIntervalMs).toBe(0);
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_SAGEMAKER: 'maybe' })).toThrow('GYRE_SAGEMAKER=maybe: expected true or false');
 });
 
 test('GPU memory settings are checked', () => {

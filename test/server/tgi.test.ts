@@ -103,3 +103,12 @@ test('/info, /health, /v1/models, /ping', async () => {
   const ping = await get(`${t.url}/ping`);
   expect(ping.status).toBe(200);
 });
+
+test('details token texts are each token\'s own text, also with stop strings (their hold-back does not shift them; issue 16)', async () => {
+  const params = { max_new_tokens: 6, details: true, ignore_eos: true };
+  const plain = await post(`${t.url}/generate`, { inputs, parameters: params });
+  // A stop string that never matches still holds back up to 9 characters while generating.
+  const held = await post(`${t.url}/generate`, { inputs, parameters: { ...params, stop: ['@@@@@@@@@@'] } });
+  expect(held.json.generated_text).toBe(plain.json.generated_text);
+  expect(held.json.details.tokens).toEqual(plain.json.details.tokens);
+});

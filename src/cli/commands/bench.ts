@@ -96,9 +96,19 @@ export function workloadSummary(workload: Workload, targets: TargetResult[]): Re
   return { ...describeWorkload(take(workload, Math.max(1, sent))), repeated_prompts: workload.size !== undefined && sent > workload.size };
 }
 
+/** The model first (with its shape, when its folder was given), then the machine. */
 export function plotTitle(result: BenchResult): string {
   const m = result.machine;
-  return `throughput vs latency — ${path.basename(String(result.model?.path ?? 'model'))} on ${m.cpu} (${m.cores} cores)`;
+  const model = (result.model ?? {}) as Record<string, unknown>;
+  const name = model.path ? path.basename(String(model.path)) : String(model.served_model ?? 'model');
+  const shape = model.num_hidden_layers
+    ? ` (${model.model_type}, ${model.num_hidden_layers} layers, hidden ${model.hidden_size}, ${model.torch_dtype})` : '';
+  return `${name}${shape}: throughput vs latency on ${m.cpu}, ${m.cores} cores`;
+}
+
+/** Without --out: a results folder, so runs do not litter the current one. */
+export function defaultOut(stamp: string): string {
+  return path.join('bench-results', `gyre-bench-${stamp}.json`);
 }
 
 /** Writes the JSON, the SVG and the PNG; prints the table (and the comparison, when there is one). */
@@ -140,7 +150,7 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
 
   const { levels, workload, settings } = plan(opts);
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
-  const out = (opts.out as string | undefined) ?? `gyre-bench-${stamp}.json`;
+  const out = (opts.out as string | undefined) ?? defaultOut(stamp);
   let result: BenchResult = {
     tool: `gyre bench ${version}`, date: new Date().toISOString(), commit: gitCommit(ROOT), machine: machineInfo(),
     model: opts.model ? modelInfo(String(opts.model)) : { served_model: model },

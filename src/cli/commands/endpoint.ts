@@ -1,10 +1,10 @@
 // gyre endpoint: a local SageMaker runtime endpoint in front of a running container, for the AWS
 // SDK (`new SageMakerRuntimeClient({endpoint: 'http://127.0.0.1:8081', ...})`). Logs JSON lines.
-import pino from 'pino';
 import { startEndpoint } from '../../sagemaker/endpoint';
+import { createLogger } from '../../server/logger';
 
 export async function run(opts: Record<string, unknown>): Promise<void> {
-  const log = pino({ base: { component: 'endpoint' } });
+  const log = createLogger(undefined, undefined, { component: 'endpoint' });
   const target = opts.target as string;
   const ep = await startEndpoint({
     target, port: opts.port as number, host: opts.host as string,

@@ -29,7 +29,18 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     if (!engine.tokenizer) throw new Error(`${dir} has no tokenizer.json: eval-ppl tokenizes the text with the model's tokenizer`);
     const ids = engine.tokenizer.encode(text, { addBos: true });
     if (ids.length < 2) throw new Error(`--text ${file}: ${ids.length} token${ids.length === 1 ? '' : 's'}; perplexity needs at least 2`);
-    const r = await perplexity(engine, ids, { context, stride });
+    // A line on stderr every 2 s: a long text takes minutes on a CPU.
+    const { jsonLineLog } = await import('../../model/progress');
+    const t0 = performance.now();
+    let last = t0;
+    const onWindow = (done: number, total: number) => {
+      const now = performance.now();
+      if (now - last < 2000 || done === total) return;
+      last = now;
+      const secs = (now - t0) / 1000;
+      jsonLineLog({ event: 'eval-ppl', windows_done: done, windows: total, eta_s: Number(((secs / done) * (total - done)).toFixed(1)) });
+    };
+    const r = await perplexity(engine, ids, { context, stride, onWindow });
     const result = {
       model: String(opts.model), quantization: engine.quantization, dtype: engine.config.dtype, backend: engine.backend,
       text: file, tokens: r.tokens, tokens_scored: r.tokensScored, tokens_evaluated: r.tokensEvaluated,

@@ -2,6 +2,7 @@
 // (all in flight at once, bounded by --max-concurrency) with results written in input order.
 import * as fs from 'node:fs';
 import type { ChatMessage, Engine, GenerationRequest, SamplingOptions } from '../../engine/engine';
+import { DEFAULT_MAX_NEW_TOKENS } from '../../api/sampling';
 import { engineOptions } from './logits';
 
 /** One line of a --prompts file, checked. */
@@ -131,12 +132,18 @@ async function collect(chunks: AsyncIterable<import('../../engine/engine').Gener
   return r;
 }
 
+/** A request without maxTokens gets the default (the server's), capped by the rest of the context. */
+function limited(engine: Engine, req: GenerationRequest, ids: readonly number[], defaultMaxTokens: number): GenerationRequest {
+  if (req.maxTokens !== undefined) return req;
+  return { ...req, maxTokens: Math.max(1, Math.min(defaultMaxTokens, engine.maxModelLen - ids.length)) };
+}
+
 /**
  * Runs every item, at most maxConcurrency in flight (0: all at once); results in input order.
  * A request the engine refuses fails the batch with its line number.
  */
 export async function runBatch(engine: Engine, items: readonly BatchItem[], defaults: GenerationRequest,
-                               maxConcurrency = 0): Promise<BatchResult[]> {
+                               maxConcurrency = 0, defaultMaxTokens = DEFAULT_MAX_NEW_TOKENS): Promise<BatchResult[]> {
   const vocab = engine.config.vocabSize;
   const requests = items.map(({ line, request }) => {
     const req = { ...defaults, ...request };
@@ -144,7 +151,7 @@ export async function runBatch(engine: Engine, items: readonly BatchItem[], defa
       const ids = engine.promptIds(req);
       const bad = ids.findIndex((id) => id >= vocab);
       if (bad >= 0) throw new Error(`token id ${ids[bad]} (position ${bad}) is out of range for a vocabulary of ${vocab}`);
-      return { ...req, promptIds: ids, prompt: undefined, messages: undefined };
+      return { ...limited(engine, req, ids, defaultMaxTokens), promptIds: ids, prompt: undefined, messages: undefined };
     } catch (e) {
       throw new Error(`line ${line}: ${(e as Error).message}`);
     }
@@ -168,11 +175,12 @@ export async function runBatch(engine: Engine, items: readonly BatchItem[], defa
   return results;
 }
 
-async function runOne(engine: Engine, opts: Record<string, unknown>): Promise<void> {
+async function runOne(engine: Engine, opts: Record<string, unknown>, defaultMaxTokens: number): Promise<void> {
   const prompt = String(opts.prompt);
-  const req: GenerationRequest = opts.chat ? { messages: [{ role: 'user', content: prompt }] } : { prompt };
+  const text: GenerationRequest = opts.chat ? { messages: [{ role: 'user', content: prompt }] } : { prompt };
+  const req = { ...text, ...cliSampling(opts) };
   let finish: string | undefined;
-  for await (const chunk of engine.generate({ ...req, ...cliSampling(opts) })) {
+  for await (const chunk of engine.generate(limited(engine, req, engine.promptIds(req), defaultMaxTokens))) {
     if (chunk.text) process.stdout.write(chunk.text);
     if (chunk.finishReason) {
       finish = chunk.finishReason;
@@ -186,16 +194,19 @@ async function runOne(engine: Engine, opts: Record<string, unknown>): Promise<vo
 export async function run(opts: Record<string, unknown>): Promise<void> {
   // Check the prompts file before loading a model.
   const items = opts.prompts !== undefined ? readPrompts(String(opts.prompts)) : undefined;
-  const [{ Engine }, { resolveModel }] = await Promise.all([import('../../engine/engine'), import('../../model/model_source')]);
+  const [{ Engine }, { resolveModel }, { readModelDefaults }] = await Promise.all([
+    import('../../engine/engine'), import('../../model/model_source'), import('../../api/model')]);
   const { dir } = await resolveModel(String(opts.model));
   const engine = await Engine.load(dir, engineOptions(opts));
+  // As the server: generation_config.json's max_new_tokens, else Gyre's default.
+  const defaultMaxTokens = readModelDefaults(dir).maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
   try {
     if (!items) {
-      await runOne(engine, opts);
+      await runOne(engine, opts, defaultMaxTokens);
       return;
     }
     const t0 = Date.now();
-    const results = await runBatch(engine, items, cliSampling(opts), (opts.maxConcurrency as number | undefined) ?? 0);
+    const results = await runBatch(engine, items, cliSampling(opts), (opts.maxConcurrency as number | undefined) ?? 0, defaultMaxTokens);
     const out = String(opts.out);
     fs.writeFileSync(out, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const tokens = results.reduce((n, r) => n + r.token_ids.length, 0);
