@@ -1,8 +1,9 @@
-// Paged decode and prefill attention against the CPU's attend_one on random caches: blocks
-// scattered through the pool, -1 entries for blocks outside the window, GQA/MQA/MHA, every
-// supported head size, contexts long enough for many decode splits. Outputs are poisoned
-// first. Tolerance: relative L2 error per (token, head) row <= 2e-3 (f16) / 1e-2 (bf16),
-// the output's rounding to the dtype.
+// Paged decode, prefill and flash prefill attention against the CPU's attend_one on random
+// caches: blocks scattered through the pool, -1 entries for blocks outside the window,
+// GQA/MQA/MHA, every supported head size, one to many decode splits, batches of 1 to 64.
+// Outputs are poisoned first, and every slot no query may read (unreferenced blocks, slots
+// past a sequence's end) holds NaN or Inf bits. Tolerance: relative L2 error per (token, head)
+// row <= 2e-3 (f16) / 1e-2 (bf16), the output's rounding to the dtype.
 #include "check.h"
 
 #ifdef GYRE_HAVE_CUDA
@@ -11,6 +12,7 @@
 #include "cpu/attention.h"
 #include "cuda/cuda_test_util.h"
 #include "cuda/decode_attention.cuh"
+#include "cuda/flash_prefill.cuh"
 #include "cuda/prefill_attention.cuh"
 
 using namespace gyre;
@@ -39,19 +41,33 @@ struct Setup {
     for (int i = 0; i < num_blocks; ++i) pool[i] = i;
     std::shuffle(pool.begin(), pool.end(), rng);
     tables.assign(ctx.size() * max_blocks, -1);
+    std::vector<char> written(size_t(num_blocks) * c.bs, 0);
     int next = 0;
     for (size_t s = 0; s < ctx.size(); ++s) {
       const int first_query = ctx[s] - chunk[s];
       const int lo = c.window > 0 ? std::max(0, first_query - c.window + 1) : 0;
       for (int b = 0; b * c.bs < ctx[s]; ++b) {
         const int id = pool[next++];
-        if ((b + 1) * c.bs > lo) tables[s * max_blocks + b] = id;  // else released: -1
+        if ((b + 1) * c.bs > lo) {  // else released: -1
+          tables[s * max_blocks + b] = id;
+          for (int j = b * c.bs; j < std::min(ctx[s], (b + 1) * c.bs); ++j) written[size_t(id) * c.bs + j % c.bs] = 1;
+        }
       }
       for (int p = first_query; p < ctx[s]; ++p) { positions.push_back(p); seq_of.push_back(static_cast<int>(s)); }
     }
     const size_t cache = size_t(num_blocks) * c.bs * c.nkv * c.d;
     k = random_half(cache, dt, rng);
     v = random_half(cache, dt, rng);
+    // Stale slots: NaN in K, Inf in V (either poisons a sum that touches it, even times zero).
+    const uint16_t nan = 0x7fff, inf = dt == DType::kBF16 ? 0x7f80 : 0x7c00;
+    const size_t slot = size_t(c.nkv) * c.d;
+    for (size_t i = 0; i < written.size(); ++i)
+      if (!written[i])
+        for (size_t e = i * slot; e < (i + 1) * slot; ++e) {
+          k.bits[e] = nan;
+          v.bits[e] = inf;
+          k.values[e] = v.values[e] = NAN;
+        }
     q = random_half(positions.size() * c.nh * c.d, dt, rng, 2.0f);
   }
   int T() const { return static_cast<int>(positions.size()); }
@@ -84,31 +100,81 @@ const DType kDtypes[] = {DType::kF16, DType::kBF16};
 const AttnCase kCases[] = {{4, 4, 8, 16, 0}, {8, 2, 16, 16, 16}, {4, 1, 32, 16, 0}, {8, 2, 64, 32, 100},
                        {32, 8, 128, 16, 0}, {32, 32, 128, 16, 0}, {16, 2, 128, 16, 300}, {8, 1, 64, 8, 0}};
 
+// Runs decode_attention on every token of `s` with `splits` splits and checks it.
+void run_decode(const Setup& s, int splits, const char* what) {
+  auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
+  auto pos = to_device(s.positions), seq = to_device(s.seq_of);
+  std::vector<int32_t> tokens(s.T());
+  for (int t = 0; t < s.T(); ++t) tokens[t] = t;
+  auto d_tokens = to_device(tokens);
+  DeviceBuffer ws(sizeof(float) * decode_attention_workspace(s.T(), s.c.nh, splits, s.c.d));
+  auto out = poisoned(size_t(s.T()) * s.c.nh * s.c.d * 2);
+  decode_attention(s.dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), seq.get<int32_t>(), d_tokens.get<int32_t>(),
+                   s.T(), splits, ws.get<float>(), out.get(), nullptr);
+  s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * s.c.nh * s.c.d), s.dt), what);
+}
+
 }  // namespace
 
 TEST(decode_attention_matches_cpu) {
   std::mt19937 rng(11);
   for (DType dt : kDtypes)
     for (const AttnCase& c : kCases) {
-      const std::vector<int> ctx = c.d >= 64 ? std::vector<int>{1, 17, 600, 1300} : std::vector<int>{1, 5, 40, 150};
+      const std::vector<int> ctx = c.d >= 64 ? std::vector<int>{1, 17, 90, 300} : std::vector<int>{1, 5, 40, 150};
       Setup s(c, dt, ctx, std::vector<int>(ctx.size(), 1), rng);
-      auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
-      auto pos = to_device(s.positions), seq = to_device(s.seq_of);
-      std::vector<int32_t> tokens(s.T());
-      for (int t = 0; t < s.T(); ++t) tokens[t] = t;
-      auto d_tokens = to_device(tokens);
-      const int max_pos = *std::max_element(s.positions.begin(), s.positions.end());
-      for (int split_len : {512 / c.bs * c.bs, 2 * c.bs}) {  // few splits, and many
-        const int splits = max_pos / split_len + 1;
-        DeviceBuffer ws(sizeof(float) * decode_attention_workspace(s.T(), c.nh, splits, c.d));
-        auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
-        decode_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), seq.get<int32_t>(),
-                         d_tokens.get<int32_t>(), s.T(), splits, split_len, ws.get<float>(), out.get(), nullptr);
-        s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * c.nh * c.d), dt),
-                split_len > 2 * c.bs ? "decode" : "decode (many splits)");
-      }
+      const int chunks = ctx.back() / 16 + 2;
+      for (int splits : {1, 3, chunks}) run_decode(s, splits, splits == 1 ? "decode" : "decode (splits)");
     }
 }
+
+// Batches of 1 to 64 tokens with ragged contexts, splits as the backend picks them for an A10G.
+TEST(decode_attention_batches_match_cpu) {
+  std::mt19937 rng(13);
+  const AttnCase cases[] = {{32, 32, 128, 16, 0}, {32, 8, 128, 16, 40}, {8, 1, 64, 16, 0}, {16, 4, 64, 8, 33}};
+  for (const AttnCase& c : cases)
+    for (int batch : {1, 2, 9, 64}) {
+      const DType dt = batch % 2 ? DType::kF16 : DType::kBF16;
+      std::vector<int> ctx(batch);
+      for (int& n : ctx) n = std::uniform_int_distribution<int>(1, batch > 9 ? 70 : 200)(rng);
+      Setup s(c, dt, ctx, std::vector<int>(ctx.size(), 1), rng);
+      int max_visible = 0;
+      for (int p : s.positions) max_visible = std::max(max_visible, c.window > 0 ? std::min(p + 1, c.window) : p + 1);
+      const PagedKv shape{nullptr, nullptr, nullptr, 0, c.bs, c.nh, c.nkv, c.d, c.window, 1.0f};
+      run_decode(s, decode_attention_splits(shape, batch, max_visible, 80), "decode (batch)");
+    }
+}
+
+// The grid fills at least 2 blocks per SM at batch 1 where the context has the chunks for it,
+// and stops splitting where it does not.
+TEST(host_decode_splits_fill_the_gpu) {
+  auto blocks = [](int nh, int nkv, int d, int n, int keys, int sms) {
+    const PagedKv kv{nullptr, nullptr, nullptr, 0, 16, nh, nkv, d, 0, 1.0f};
+    return int64_t(n) * nkv * decode_attention_splits(kv, n, keys, sms);
+  };
+  CHECK(blocks(32, 32, 128, 1, 1000, 80) >= 160);   // Llama-2-7B, A10G
+  CHECK(blocks(32, 8, 128, 1, 1000, 80) >= 160);    // Mistral-7B
+  CHECK(blocks(40, 40, 128, 1, 4000, 132) >= 264);  // Llama-2-13B, H100
+  CHECK_EQ(blocks(32, 8, 128, 64, 1000, 80), 64 * 8);  // a full batch needs no split
+  // 40 keys are 3 chunks at most: 2 warps per block need no more than 2 splits.
+  CHECK(blocks(32, 8, 128, 1, 40, 80) <= 2 * 8);
+  CHECK_EQ(blocks(32, 8, 128, 1, 1, 80), 8);
+}
+
+namespace {
+
+// Tiles of `tile_tokens` query tokens over each sequence's chunk.
+std::vector<PrefillTile> make_tiles(const std::vector<int>& chunk, int tile_tokens) {
+  std::vector<PrefillTile> tiles;
+  int first = 0;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    for (int t = 0; t < chunk[i]; t += tile_tokens)
+      tiles.push_back({static_cast<int32_t>(i), first + t, std::min(tile_tokens, chunk[i] - t)});
+    first += chunk[i];
+  }
+  return tiles;
+}
+
+}  // namespace
 
 TEST(prefill_attention_matches_cpu) {
   std::mt19937 rng(12);
@@ -120,19 +186,45 @@ TEST(prefill_attention_matches_cpu) {
       Setup s(c, dt, ctx, chunk, rng);
       auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
       auto pos = to_device(s.positions);
-      std::vector<PrefillTile> tiles;
-      int first = 0;
-      for (size_t i = 0; i < ctx.size(); ++i) {
-        for (int t = 0; t < chunk[i]; t += kPrefillTileQ)
-          tiles.push_back({static_cast<int32_t>(i), first + t, std::min(kPrefillTileQ, chunk[i] - t)});
-        first += chunk[i];
-      }
+      const std::vector<PrefillTile> tiles = make_tiles(chunk, kPrefillTileQ);
       auto d_tiles = to_device(tiles);
       auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
       prefill_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), d_tiles.get<PrefillTile>(),
                         static_cast<int>(tiles.size()), out.get(), nullptr);
       s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * c.nh * c.d), dt), "prefill");
     }
+}
+
+// Head dims 64/128; GQA groups 1, 3 (padding rows), 4, 8 and MQA; windows; block sizes 8-32.
+TEST(flash_prefill_matches_cpu) {
+  std::mt19937 rng(14);
+  const AttnCase cases[] = {{4, 4, 64, 16, 0},  {16, 4, 64, 16, 0}, {6, 2, 64, 16, 0},     {8, 2, 64, 8, 50},
+                            {8, 1, 128, 16, 0}, {32, 4, 128, 32, 0}, {4, 4, 128, 16, 100}, {4, 1, 128, 16, 70}};
+  for (DType dt : kDtypes)
+    for (const AttnCase& c : cases) {
+      // A whole prompt, a chunk after earlier context (chunked prefill / prefix hit), a short
+      // chunk, a chunk that is not a multiple of the tile, a single token.
+      const std::vector<int> ctx = {37, 300, 90, 129, 1}, chunk = {37, 70, 2, 17, 1};
+      Setup s(c, dt, ctx, chunk, rng);
+      auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
+      auto pos = to_device(s.positions);
+      const int group = c.nh / c.nkv;
+      CHECK(flash_prefill_supported(c.d, group));
+      const std::vector<PrefillTile> tiles = make_tiles(chunk, flash_prefill_tile_tokens(group));
+      auto d_tiles = to_device(tiles);
+      auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
+      flash_prefill_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), d_tiles.get<PrefillTile>(),
+                              static_cast<int>(tiles.size()), out.get(), nullptr);
+      s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * c.nh * c.d), dt), "flash prefill");
+    }
+}
+
+TEST(host_flash_prefill_shapes) {
+  CHECK(flash_prefill_supported(128, 1) && flash_prefill_supported(64, 8) && flash_prefill_supported(128, 64));
+  CHECK(!flash_prefill_supported(32, 1) && !flash_prefill_supported(128, 65));
+  CHECK_EQ(flash_prefill_tile_tokens(1), 64);
+  CHECK_EQ(flash_prefill_tile_tokens(4), 16);
+  CHECK_EQ(flash_prefill_tile_tokens(3), 21);
 }
 
 TEST(host_attention_cases_are_valid) {

@@ -12,6 +12,7 @@
 #include "cuda/activation.cuh"
 #include "cuda/decode_attention.cuh"
 #include "cuda/embedding.cuh"
+#include "cuda/flash_prefill.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/memory_budget.h"
 #include "cuda/norm.cuh"
@@ -24,7 +25,6 @@ namespace {
 // Activations (and logits rows: prompt-logits requests return every row) reserved before the
 // KV pool is sized; the engine's default step budget.
 constexpr int kPlanTokens = 2048;
-constexpr int kSplitTokens = 512;  // decode split-K: keys per split
 
 size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -43,6 +43,14 @@ CudaBackend::CudaBackend(std::shared_ptr<ModelWeights> weights)
   if (c.hidden_size % 8 || c.intermediate_size % 8 || c.head_dim % 8)
     throw Error("backend 'cuda': hidden_size, intermediate_size and head_dim must be multiples of 8");
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  int device = 0;
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  sm_count_ = std::max(1, prop.multiProcessorCount);
+  const int group = c.num_heads / c.num_kv_heads;
+  flash_prefill_ = flash_prefill_supported(c.head_dim, group);
+  prefill_tile_tokens_ = flash_prefill_ ? flash_prefill_tile_tokens(group) : kPrefillTileQ;
   upload_weights();
   rope_.init(c);
 }
@@ -105,20 +113,23 @@ void CudaBackend::upload_batch(const Batch& b) {
   const int half = c.head_dim / 2;
   std::vector<int32_t> seq_of(T), decode;
   std::vector<PrefillTile> tiles;
-  int max_pos = 0;
+  int max_visible = 0;
   for (int s = 0; s < S; ++s) {
     const int begin = b.query_start[s], end = b.query_start[s + 1];
     for (int t = begin; t < end; ++t) seq_of[t] = s;
     if (end - begin == 1) {
       decode.push_back(begin);
-      max_pos = std::max(max_pos, b.positions[begin]);
+      const int p = b.positions[begin];
+      max_visible = std::max(max_visible, c.sliding_window > 0 ? std::min(p + 1, c.sliding_window) : p + 1);
     } else {
-      for (int t = begin; t < end; t += kPrefillTileQ) tiles.push_back({s, t, std::min(kPrefillTileQ, end - t)});
+      for (int t = begin; t < end; t += prefill_tile_tokens_)
+        tiles.push_back({s, t, std::min(prefill_tile_tokens_, end - t)});
     }
   }
-  split_len_ = std::max(1, kSplitTokens / block_size_) * block_size_;
-  num_splits_ = max_pos / split_len_ + 1;
   num_decode_ = static_cast<int>(decode.size());
+  const PagedKv shape{nullptr, nullptr, nullptr, 0, block_size_, c.num_heads, c.num_kv_heads, c.head_dim,
+                      c.sliding_window, 1.0f};
+  num_splits_ = decode_attention_splits(shape, num_decode_, max_visible, sm_count_);
   num_tiles_ = static_cast<int>(tiles.size());
   rope_.compute(c, b.positions.data(), T);
 
@@ -200,9 +211,10 @@ void CudaBackend::forward(const Batch& b, float* logits) {
     const PagedKv kv{kc, vc, dev_.block_tables, b.max_blocks_per_seq, block_size_, c.num_heads, c.num_kv_heads, d,
                      c.sliding_window, static_cast<float>(std::sqrt(static_cast<double>(d)))};
     decode_attention(dt_, kv, q_.get(), dev_.positions, dev_.seq_of, dev_.decode_tokens, num_decode_, num_splits_,
-                     split_len_, workspace_.get<float>(), attn_.get(), stream_);
-    prefill_attention(dt_, kv, q_.get(), dev_.positions, static_cast<const PrefillTile*>(dev_.tiles), num_tiles_,
-                      attn_.get(), stream_);
+                     workspace_.get<float>(), attn_.get(), stream_);
+    const auto* tiles = static_cast<const PrefillTile*>(dev_.tiles);
+    if (flash_prefill_) flash_prefill_attention(dt_, kv, q_.get(), dev_.positions, tiles, num_tiles_, attn_.get(), stream_);
+    else prefill_attention(dt_, kv, q_.get(), dev_.positions, tiles, num_tiles_, attn_.get(), stream_);
     linear(dt_, attn_.get(), QO, L.o, L.o_scale, tmp, H, T, H, QO, stream_);
     add_rms_norm(dt_, h, tmp, L.post_norm, nullptr, x_.get(), T, H, c.rms_norm_eps, stream_);
     linear(dt_, x_.get(), H, L.gate_up, L.gate_up_scale, gate_up_.get<float>(), 2 * I, T, 2 * I, H, stream_);

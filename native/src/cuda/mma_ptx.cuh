@@ -1,5 +1,6 @@
-// PTX wrappers shared by the tensor-core GEMMs (gemm_mma.cu, gemm_int8.cu): cp.async with
-// zero-fill, ldmatrix.x4 and mma.sync m16n8k16 with float32 accumulation.
+// PTX wrappers shared by the tensor-core kernels (gemm_mma.cu, gemm_int8.cu, flash_prefill.cu,
+// decode_attention.cu): cp.async with zero-fill, ldmatrix.x4 (plain and .trans) and mma.sync
+// m16n8k16 with float32 accumulation.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -19,6 +20,14 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+
+// Each thread gets the transposed 8x8 fragments: from rows of keys x columns of d, the
+// (k = 2 * (lane % 4) + {0, 1}, n = lane / 4) pairs an mma B operand wants.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
 }
 
