@@ -12,6 +12,7 @@
 #include "cuda/common.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/int8_convert.cuh"
+#include "cuda/mma_ptx.cuh"
 
 namespace gyre {
 namespace {
@@ -19,13 +20,7 @@ namespace {
 constexpr int kWarps = 4, kRows = 4, kUnroll = 2, kThreads = kWarps * 32;
 constexpr int kRowsPerBlock = kWarps * kRows;
 
-__device__ __forceinline__ uint4 load_streaming(const int8_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
+__device__ __forceinline__ uint4 load_streaming(const int8_t* p) { return ptx::ld_streaming16(p); }
 
 template <typename T, int M>
 __global__ void __launch_bounds__(kThreads) gemv_int8_kernel(const T* __restrict__ A,  // [M, K], row stride lda
