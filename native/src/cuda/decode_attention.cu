@@ -76,7 +76,7 @@ __device__ __forceinline__ unsigned issue_chunk(T* stage, const T* __restrict__ 
 // key (lane / LPK) + KPS * step of a chunk. Scores are in log2 units (q is pre-scaled by
 // log2(e) / scale), so partial maxima are too.
 template <typename T, int D, int GB>
-__global__ void __launch_bounds__(DecodeShape<D>::kThreads) decode_attention_kernel(
+__global__ void __launch_bounds__(DecodeShape<D>::kThreads, 1) decode_attention_kernel(
     PagedKv kv, const T* __restrict__ q,                   // [T, nh, D]
     const int32_t* __restrict__ positions,                 // [T]
     const int32_t* __restrict__ seq_of,                    // [T]
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) decode_attention_ker
     float* __restrict__ part_ml,                           // [n, nh, splits, 2]
     T* __restrict__ out) {                                 // [T, nh, D] (one split)
   using S = DecodeShape<D>;
-  constexpr int LPK = S::kLanesPerKey, KPS = S::kKeysPerStep, CH = S::kChunk, STEPS = S::kSteps, W = S::kWarps;
+  constexpr int LPK = S::kLanesPerKey, CH = S::kChunk, STEPS = S::kSteps, W = S::kWarps;
   GYRE_DYNAMIC_SMEM(char, smem);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, col = lane % LPK, sub = lane / LPK;
   T* stages = reinterpret_cast<T*>(smem) + warp * 2 * S::kStage;  // this warp's [2][K, V][CH][D]
