@@ -126,6 +126,13 @@ void CudaBackend::upload_batch(const Batch& b) {
         tiles.push_back({s, t, std::min(prefill_tile_tokens_, end - t)});
     }
   }
+  // Tiles that see the most keys first, so the longest blocks do not start last (a shorter tail).
+  auto keys_seen = [&](const PrefillTile& t) {
+    const int p = b.positions[t.first + t.count - 1] + 1;
+    return c.sliding_window > 0 ? std::min(p, c.sliding_window + t.count - 1) : p;
+  };
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [&](const PrefillTile& x, const PrefillTile& y) { return keys_seen(x) > keys_seen(y); });
   num_decode_ = static_cast<int>(decode.size());
   const PagedKv shape{nullptr, nullptr, nullptr, 0, block_size_, c.num_heads, c.num_kv_heads, c.head_dim,
                       c.sliding_window, 1.0f};
