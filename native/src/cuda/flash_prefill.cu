@@ -50,8 +50,9 @@ __device__ __forceinline__ void load_keys(T (*dst)[D + 8], const T* __restrict__
 }
 
 // Grid (tiles, nkv), 128 threads. Row r of a tile: token tile.first + r / G, head kvh * G + r % G.
+// At most 128 registers for D = 64 (4 blocks per SM on sm_86; ptxas spills none), 255 for D = 128.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) flash_prefill_kernel(
+__global__ void __launch_bounds__(kThreads, D == 64 ? 4 : 2) flash_prefill_kernel(
     PagedKv kv, const T* __restrict__ q,      // [T, nh, D]
     const int32_t* __restrict__ positions,    // [T]
     const PrefillTile* __restrict__ tiles,    // [n]
