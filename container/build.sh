@@ -32,13 +32,13 @@ for s in "${steps[@]}"; do
     cuda_flags=()
     if command -v nvcc >/dev/null; then
       say "nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'): CUDA backend for sm ${archs}"
-      cuda_flags=("--CDCMAKE_CUDA_ARCHITECTURES=${archs}")
+      cuda_flags=("--CDCMAKE_CUDA_ARCHITECTURES=${archs}" "--CDGYRE_CUDA=ON")
     else
       say "no nvcc: CPU backend only"
     fi
     # rebuild = configure from scratch, so the "gyre: CUDA backend" line below is always printed.
     log="$(mktemp)"
-    npx cmake-js rebuild -d native -O "$build_dir" --CDCMAKE_BUILD_TYPE=Release \
+    npx cmake-js rebuild -d native -O "$build_dir" --CDCMAKE_BUILD_TYPE=Release --CDGYRE_BUILD_TESTS=OFF \
       "${cuda_flags[@]}" 2>&1 | tee "$log"
     cuda="$(grep -o 'gyre: CUDA backend [A-Z]*' "$log" | tail -n1 || true)"
     rm -f "$log"

@@ -123,9 +123,11 @@ namespace {
 
 // ---- Errors ----
 cudaError_t g_last_error = cudaSuccess;
+cudaError_t g_message_code = cudaSuccess;  // the error g_last_message explains
 std::string g_last_message;
 cudaError_t fail(cudaError_t e, const std::string& msg) {
   g_last_error = e;
+  g_message_code = e;
   g_last_message = msg;
   if (std::getenv("GYRE_EMU_VERBOSE")) std::fprintf(stderr, "simt: %s\n", msg.c_str());
   return e;
@@ -241,7 +243,44 @@ std::string where() {
          std::to_string(g_block.idx.z) + ")";
 }
 
+// A warp collective whose group is complete runs, and its lanes become ready. Returns an error
+// message when the lanes of the group disagree or one of them has exited.
+std::string try_collective(Thread* t, int n, std::vector<int>& ready) {
+  const int w = t->warp, first = w * 32;
+  unsigned present = 0;
+  for (int l = 0; l < 32 && first + l < n; ++l) present |= 1u << l;
+  const unsigned group = t->mask & present;
+  const std::string at = " at " + where() + " warp " + std::to_string(w);
+  if (!(group >> t->lane & 1u))
+    return std::string("warp collective ") + op_name(t->collective) + at + ": lane " + std::to_string(t->lane) +
+           " is not in its own mask";
+  Thread* members[32] = {};
+  for (int o = 0; o < 32; ++o) {
+    if (!(group >> o & 1u)) continue;
+    Thread* u = &g_threads[first + o];
+    if (u->state == Thread::kExited)
+      return std::string("warp collective ") + op_name(t->collective) + at + ": lane " + std::to_string(o) +
+             " of its mask has exited";
+    if (u->state != Thread::kCollective) return {};  // not every lane is there yet
+    if (u->collective != t->collective || (u->mask & present) != group)
+      return "divergent warp collectives" + at + ": lane " + std::to_string(t->lane) + " at " + op_name(t->collective) +
+             ", lane " + std::to_string(o) + " at " + op_name(u->collective);
+    members[o] = u;
+  }
+  t->collective(members, group);
+  for (int o = 0; o < 32; ++o)
+    if (members[o]) {
+      members[o]->state = Thread::kReady;
+      ready.push_back(first + o);
+    }
+  return {};
+}
+
 // Runs one block to completion. Returns an error message, empty when it finished.
+// Scheduling: a random ready thread is picked, then every ready thread of its warp runs (in a
+// random order) until each blocks, as a warp issues together on the hardware. A warp whose
+// collective completes may run ahead of warps that have not started, so a barrier missing
+// between one warp's writes and another's reads shows up.
 std::string run_block(int n, Rng& rng) {
   const dim3 d = g_block.dim;
   for (int i = 0; i < n; ++i) {
@@ -256,80 +295,55 @@ std::string run_block(int n, Rng& rng) {
     fiber_init(t);
   }
   if (g_smem_bytes) std::memset(g_smem.data(), poison_byte(), g_smem_bytes);
-  std::vector<int> ready(n), next;
+  std::vector<int> ready(n), batch;
   for (int i = 0; i < n; ++i) ready[i] = i;
   int live = n;
-  const int nwarps = (n + 31) / 32;
   while (live > 0) {
-    for (size_t i = ready.size(); i > 1; --i) std::swap(ready[i - 1], ready[rng.next() % i]);
-    for (int i : ready) {
-      g_thread = &g_threads[i];
-      fiber_resume(g_threads[i]);
-      if (g_threads[i].state == Thread::kExited) {
-        --live;
-        drop_pending(g_threads[i]);
-      }
-    }
-    g_thread = nullptr;
-    next.clear();
-    // Warp collectives whose every lane has arrived.
-    for (int w = 0; w < nwarps; ++w) {
-      Thread* lanes[32] = {};
-      unsigned present = 0;
-      for (int l = 0; l < 32 && w * 32 + l < n; ++l) {
-        lanes[l] = &g_threads[w * 32 + l];
-        present |= 1u << l;
-      }
-      for (int l = 0; l < 32; ++l) {
-        Thread* t = lanes[l];
-        if (!t || t->state != Thread::kCollective) continue;
-        const unsigned group = t->mask & present;
-        if (!(group >> l & 1u))
-          return "warp collective " + std::string(op_name(t->collective)) + " at " + where() + " warp " +
-                 std::to_string(w) + ": lane " + std::to_string(l) + " is not in its own mask";
-        bool complete = true;
-        for (int o = 0; o < 32; ++o) {
-          if (!(group >> o & 1u)) continue;
-          Thread* u = lanes[o];
-          if (u->state == Thread::kExited)
-            return "warp collective " + std::string(op_name(t->collective)) + " at " + where() + " warp " +
-                   std::to_string(w) + ": lane " + std::to_string(o) + " of its mask has exited";
-          if (u->state != Thread::kCollective) { complete = false; continue; }
-          if (u->collective != t->collective || (u->mask & present) != group)
-            return "divergent warp collectives at " + where() + " warp " + std::to_string(w) + ": lane " +
-                   std::to_string(l) + " at " + op_name(t->collective) + ", lane " + std::to_string(o) + " at " +
-                   op_name(u->collective);
-        }
-        if (!complete) continue;
-        Thread* members[32] = {};
-        for (int o = 0; o < 32; ++o) if (group >> o & 1u) members[o] = lanes[o];
-        t->collective(members, group);
-        for (int o = 0; o < 32; ++o)
-          if (group >> o & 1u) {
-            lanes[o]->state = Thread::kReady;
-            next.push_back(w * 32 + o);
-          }
-      }
-    }
-    if (next.empty() && live > 0) {
+    if (ready.empty()) {
       int at_barrier = 0, at_collective = 0;
       for (int i = 0; i < n; ++i) {
         at_barrier += g_threads[i].state == Thread::kBarrier;
         at_collective += g_threads[i].state == Thread::kCollective;
       }
-      if (at_barrier == live) {
-        for (int i = 0; i < n; ++i)
-          if (g_threads[i].state == Thread::kBarrier) {
-            g_threads[i].state = Thread::kReady;
-            next.push_back(i);
-          }
-      } else {
+      if (at_barrier != live)
         return "deadlock at " + where() + ": " + std::to_string(at_barrier) + " threads at __syncthreads, " +
                std::to_string(at_collective) + " at a warp collective, " + std::to_string(n - live) +
                " exited (a barrier not reached by every thread, or a collective missing lanes)";
+      for (int i = 0; i < n; ++i)
+        if (g_threads[i].state == Thread::kBarrier) {
+          g_threads[i].state = Thread::kReady;
+          ready.push_back(i);
+        }
+    }
+    const int w = g_threads[ready[rng.next() % ready.size()]].warp;
+    batch.clear();
+    for (size_t i = 0; i < ready.size();) {
+      if (g_threads[ready[i]].warp == w) {
+        batch.push_back(ready[i]);
+        ready[i] = ready.back();
+        ready.pop_back();
+      } else {
+        ++i;
       }
     }
-    ready.swap(next);
+    for (size_t i = batch.size(); i > 1; --i) std::swap(batch[i - 1], batch[rng.next() % i]);
+    for (int i : batch) {
+      Thread& t = g_threads[i];
+      g_thread = &t;
+      fiber_resume(t);
+      g_thread = nullptr;
+      if (t.state == Thread::kExited) {
+        --live;
+        drop_pending(t);
+        for (int o = w * 32; o < std::min(n, w * 32 + 32); ++o)  // a lane waiting for this one
+          if (g_threads[o].state == Thread::kCollective && (g_threads[o].mask >> t.lane & 1u))
+            return std::string("warp collective ") + op_name(g_threads[o].collective) + " at " + where() + " warp " +
+                   std::to_string(w) + ": lane " + std::to_string(t.lane) + " of its mask has exited";
+      } else if (t.state == Thread::kCollective) {
+        std::string err = try_collective(&t, n, ready);
+        if (!err.empty()) return err;
+      }
+    }
   }
   return {};
 }
@@ -615,7 +629,7 @@ const char* cudaGetErrorName(cudaError_t e) {
   }
 }
 const char* cudaGetErrorString(cudaError_t e) {
-  if (e != cudaSuccess && e == simt::g_last_error && !simt::g_last_message.empty())
+  if (e != cudaSuccess && e == simt::g_message_code && !simt::g_last_message.empty())
     return simt::g_last_message.c_str();
   return cudaGetErrorName(e);
 }

@@ -303,7 +303,7 @@ def summarise(args):
                                     for d in pf if num(d.get("ms")) is not None]
     seven_b_kv = [k for k in kv if k.get("shape") == "llama-2-7b"]
     if seven_b_kv:
-        projection["kv_at_22GiB_7b_conversations"] = seven_b_kv[0].get("concurrent_conversations")
+        projection["kv_at_a10g_budget_7b_conversations"] = seven_b_kv[0].get("concurrent_conversations")
 
     # --- the peer ---
     peer_info = dict(name="transformers", version=(peer or {}).get("transformers"), torch=(peer or {}).get("torch"),
@@ -355,7 +355,9 @@ def summarise(args):
             print(f"{name:<26} {str(d['tokens']):>5} {fmt(d.get('ms'), '.1f'):>9} {fmt(d.get('linear_tflops')):>9} "
                   f"{fmt(d.get('pct_of_torch_matmul')):>9}")
     for k in kv:
-        print(f"kv {k['shape']} at {k['gpu_memory_budget']}: {k['tokens']} tokens = {k['concurrent_conversations']} "
+        budget = k['gpu_memory_budget']
+        budget = f"{budget / 2**30:.2f} GiB" if isinstance(budget, (int, float)) else budget
+        print(f"kv {k['shape']} at {budget}: {k['tokens']} tokens = {k['concurrent_conversations']} "
               f"conversations of {k['conversation_tokens']} tokens")
     print(f"{'workload':<8} {'gyre rps':>9} {'HF rps':>9} {'ratio':>6} {'gyre lat':>9} {'HF lat':>9} {'gyre ttft':>9} "
           f"{'HF ttft':>9} {'target':>6}")

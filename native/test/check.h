@@ -1,5 +1,5 @@
 // A minimal test harness: TEST(name) { CHECK(...); }, run by main() in each *_test.cc via
-// GYRE_TEST_MAIN. Prints one line per test and a closing "N passed, M failed" line.
+// GYRE_TEST_MAIN. Prints one line per test and a closing "N passed, M failed, K skipped" line.
 #pragma once
 #include <cmath>
 #include <cstdio>
@@ -16,14 +16,26 @@ inline std::vector<Case>& cases() { static std::vector<Case> c; return c; }
 struct Register { Register(const char* n, std::function<void()> f) { cases().push_back({n, std::move(f)}); } };
 struct Failure { std::string message; };
 
+// A test that cannot run here throws Skip (SKIP(reason)): it is counted and printed as skipped.
+struct Skip {
+  std::string reason;
+};
+
+// Exit status: 0 when something passed and nothing failed; 77 (ctest's SKIP_RETURN_CODE) when
+// everything selected was skipped; 1 otherwise.
+constexpr int kSkipExit = 77;
+
 inline int run_all(int argc, char** argv) {
-  int passed = 0, failed = 0;
+  int passed = 0, failed = 0, skipped = 0;
   for (auto& c : cases()) {
     if (argc > 1 && std::string(c.name).find(argv[1]) == std::string::npos) continue;
     try {
       c.fn();
       ++passed;
       std::printf("ok   %s\n", c.name);
+    } catch (const Skip& s) {
+      ++skipped;
+      std::printf("skip %s: %s\n", c.name, s.reason.c_str());
     } catch (const Failure& f) {
       ++failed;
       std::printf("FAIL %s: %s\n", c.name, f.message.c_str());
@@ -33,8 +45,9 @@ inline int run_all(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 && passed > 0 ? 0 : 1;
+  std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  if (failed) return 1;
+  return passed > 0 ? 0 : (skipped > 0 ? kSkipExit : 1);
 }
 
 }  // namespace gyre_test
@@ -45,6 +58,7 @@ inline int run_all(int argc, char** argv) {
   static void name();                                                               \
   static gyre_test::Register GYRE_CAT(reg_, name)(#name, name);                     \
   static void name()
+#define SKIP(reason) throw gyre_test::Skip{reason}
 #define CHECK(cond)                                                                 \
   do {                                                                              \
     if (!(cond)) {                                                                  \

@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,7 +17,11 @@ inline const std::vector<std::string>& fixture_models() {
   static const std::vector<std::string> names = {"llama-mha", "mistral-gqa-swa", "llama-gqa-theta"};
   return names;
 }
-inline std::string fixture_dir(const std::string& name) { return std::string(GYRE_FIXTURES) + "/reference/" + name; }
+// GYRE_FIXTURES in the environment moves the fixtures (binaries built in one checkout, run in another).
+inline std::string fixture_dir(const std::string& name) {
+  const char* env = std::getenv("GYRE_FIXTURES");
+  return std::string(env && *env ? env : GYRE_FIXTURES) + "/reference/" + name;
+}
 
 struct Prompt {
   std::vector<int32_t> ids;

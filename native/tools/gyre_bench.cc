@@ -5,7 +5,7 @@
 //              [--phases bandwidth,prefill,decode,kv,workload] [--skip-workload] [--json PATH]
 //              [--decode-batches 1,8,32,64] [--context 512] [--decode-steps 20]
 //              [--prefill-chunks 512,2048] [--prefill-reps 5]
-//              [--kv-budget 22GiB] [--gpu-memory-budget SIZE]
+//              [--kv-budget SIZE] [--gpu-memory-budget SIZE]
 //              [--users 1,4,16,32,64] [--requests-per-user 2] [--min-requests 8]
 //              [--trace FILE.jsonl | --trace-seed S --trace-size N] [--write-trace FILE.jsonl]
 //              [--time-limit-s T] [--label TEXT]
@@ -28,8 +28,9 @@
 //              (every timed step rewrites the same slot, so the context stays exactly --context + 1
 //              keys). Median wall time per step, against the floor
 //              (weight bytes + KV bytes read) / measured copy bandwidth.
-//   kv         the KV pool the backend sizes for GYRE_GPU_MEMORY_BUDGET=--kv-budget (the A10G's 24 GB
-//              card less headroom): tokens, and concurrent 960+80-token conversations.
+//   kv         the KV pool the backend sizes for a memory budget of --kv-budget (default the A10G's
+//              production budget, gyre::kA10gBudgetBytes: 0.9 x 23,028 MiB): tokens, and concurrent
+//              960+80-token conversations.
 //   workload   the seed workload through gyre::Engine: a trace of {prompt_tokens, output_tokens}
 //              (greedy, ignore_eos, exactly output_tokens new tokens), replayed for each N in
 //              --users by N closed-loop users (each submits its next request when its previous one
@@ -70,6 +71,7 @@
 #include "gyre/backend.h"
 #include "gyre/engine.h"
 #include "gyre/error.h"
+#include "gyre/gpu_memory.h"
 #include "gyre/weights.h"
 
 using namespace gyre;
@@ -317,7 +319,7 @@ std::vector<int> int_list(const std::string& s) {
 
 struct Options {
   std::string shape = "llama-2-7b", quantization = "none", json_path, phases = "bandwidth,prefill,decode,kv,workload";
-  std::string trace_path, write_trace_path, kv_budget = "22GiB", gpu_memory_budget, label;
+  std::string trace_path, write_trace_path, kv_budget, gpu_memory_budget, label;
   int layers = 0, context = 512, decode_steps = 20, prefill_reps = 5, requests_per_user = 2, min_requests = 8;
   int trace_size = 512;
   uint64_t trace_seed = 20261201;
@@ -330,7 +332,7 @@ const char* kUsage =
     "usage: gyre_bench [--shape llama-2-7b|llama-2-13b|mistral-7b] [--layers N] [--quantization none|int8]\n"
     "                  [--phases bandwidth,prefill,decode,kv,workload] [--skip-workload] [--json PATH]\n"
     "                  [--decode-batches 1,8,32,64] [--context 512] [--decode-steps 20]\n"
-    "                  [--prefill-chunks 512,2048] [--prefill-reps 5] [--kv-budget 22GiB] [--gpu-memory-budget SIZE]\n"
+    "                  [--prefill-chunks 512,2048] [--prefill-reps 5] [--kv-budget SIZE] [--gpu-memory-budget SIZE]\n"
     "                  [--users 1,4,16,32,64] [--requests-per-user 2] [--min-requests 8]\n"
     "                  [--trace FILE.jsonl | --trace-seed S --trace-size N] [--write-trace FILE.jsonl]\n"
     "                  [--time-limit-s T] [--label TEXT]\n";
@@ -365,6 +367,11 @@ bool parse(int argc, char** argv, Options& o) {
     else if (a == "--label") o.label = v;
     else { std::fprintf(stderr, "gyre_bench: unknown option %s\n%s", a.c_str(), kUsage); return false; }
   }
+  for (const std::string* size : {&o.kv_budget, &o.gpu_memory_budget})
+    if (!size->empty() && parse_bytes(*size) <= 0) {
+      std::fprintf(stderr, "gyre_bench: '%s' is not a size (e.g. 20G, 512M, bytes)\n", size->c_str());
+      return false;
+    }
   if (o.quantization != "none" && o.quantization != "int8") {
     std::fprintf(stderr, "gyre_bench: --quantization must be none or int8\n");
     return false;
@@ -400,21 +407,6 @@ using Clock = std::chrono::steady_clock;
   for (double x : v) s += x;
   return s / static_cast<double>(v.size());
 }
-
-// Sets an environment variable for a scope (the CUDA backend reads its memory budget from it).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) { had_ = true; old_ = old; }
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { if (had_) setenv(name_, old_.c_str(), 1); else unsetenv(name_); }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 }  // namespace
 
@@ -813,9 +805,11 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
   }
   Json gpu = gpu_info();
   R.set("gpu", gpu);
-  if (!o.gpu_memory_budget.empty()) setenv("GYRE_GPU_MEMORY_BUDGET", o.gpu_memory_budget.c_str(), 1);
-  if (const char* b = std::getenv("GYRE_GPU_MEMORY_BUDGET")) R.set("gpu_memory_budget", std::string(b));
-  if (const char* f = std::getenv("GYRE_GPU_MEMORY_FRACTION")) R.set("gpu_memory_fraction", std::string(f));
+  // Every backend and engine of this run gets --gpu-memory-budget; the kv phase its own --kv-budget.
+  GpuMemoryOptions gpu_memory;
+  gpu_memory.budget = o.gpu_memory_budget.empty() ? 0 : parse_bytes(o.gpu_memory_budget);
+  if (gpu_memory.budget > 0) R.set("gpu_memory_budget", gpu_memory.budget);
+  const int64_t kv_budget = o.kv_budget.empty() ? kA10gBudgetBytes : parse_bytes(o.kv_budget);
 
   ModelConfig cfg;
   shape_config(o.shape, cfg);
@@ -888,6 +882,7 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
         const int maxB = fit_batches.empty() ? 0 : fit_batches.back();
         KvCacheSpec spec;
         spec.block_size = bs;
+        spec.gpu_memory = gpu_memory;
         spec.num_blocks = std::max({1, maxB * Ld.blocks_per_seq, Lp.blocks_per_seq});
         try {
           be->allocate_kv_cache(spec);
@@ -1005,13 +1000,13 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
     // kv capacity under the A10G-like budget
     if (be && has("kv")) {
       try {
-        ScopedEnv env("GYRE_GPU_MEMORY_BUDGET", o.kv_budget);
         KvCacheSpec spec;
         spec.block_size = bs;
+        spec.gpu_memory.budget = kv_budget;
         const int blocks = be->allocate_kv_cache(spec);
         const int conv_blocks = (960 + 80 + bs - 1) / bs;
         Json k = Json::obj();
-        k.set("gpu_memory_budget", o.kv_budget);
+        k.set("gpu_memory_budget", kv_budget);
         k.set("block_size", bs);
         k.set("blocks", blocks);
         k.set("tokens", static_cast<int64_t>(blocks) * bs);
@@ -1019,10 +1014,10 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
         k.set("kv_bytes", static_cast<int64_t>(blocks) * be->kv_bytes_per_block());
         k.set("conversation_tokens", 960 + 80);
         k.set("concurrent_conversations", blocks / conv_blocks);
-        k.set("note", "the pool the CUDA backend sizes for this budget in this process (weights, activations for "
-                      "2048 tokens, CUDA context, cuBLASLt workspace already allocated)");
+        k.set("note", "the pool the CUDA backend sizes for this budget in this process (weights, the step buffers "
+                      "of 256 sequences and 2048 tokens, CUDA context, cuBLASLt workspace already allocated)");
         phases.set("kv", k);
-        std::printf("kv at budget %s: %d blocks = %lld tokens = %d conversations of 960+80 tokens\n", o.kv_budget.c_str(),
+        std::printf("kv at budget %.2f GiB: %d blocks = %lld tokens = %d conversations of 960+80 tokens\n", kv_budget / 1073741824.0,
                     blocks, static_cast<long long>(blocks) * bs, blocks / conv_blocks);
       } catch (const std::exception& e) {
         fail("kv", e.what());
@@ -1048,6 +1043,7 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
       w.set("sampling", "greedy, ignore_eos, exactly output_tokens new tokens");
       EngineOptions eo;
       eo.backend = "cuda";
+      eo.kv.gpu_memory = gpu_memory;
       eo.max_model_len = std::max(2048, max_len);
       w.set("max_num_seqs", eo.max_num_seqs);
       w.set("max_num_batched_tokens", eo.max_num_batched_tokens);

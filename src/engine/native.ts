@@ -14,6 +14,10 @@ export interface NativeEngineOptions {
   kvCacheTokens?: number;       // KV pool size in tokens (0: default)
   kvCacheBytes?: number;        // or in bytes
   enablePrefixCaching?: boolean;
+  /** CUDA: share of the GPU's memory used for weights, step buffers and KV cache, in (0, 1] (default 0.9). */
+  gpuMemoryFraction?: number;
+  /** CUDA: absolute cap on that memory, in bytes (0/absent: none). */
+  gpuMemoryBudget?: number;
   /** int8: float linear weights are quantized at load (per output channel, symmetric). A model
    *  whose files are already int8 (`gyre quantize`) runs int8 either way. Default none. */
   quantization?: NativeQuantization;

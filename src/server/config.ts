@@ -92,7 +92,25 @@ function quantizationSettings(flags: Record<string, unknown>, env: Env): Pick<Se
   return { quantization: raw, quantizeLmHead };
 }
 
-function gpuMemorySettings(flags: Record<string, unknown>, env: Env): Pick<ServeConfig, 'gpuMemoryFraction' | 'gpuMemoryBudget'> {
+/** Bytes in a size such as 24G, 20.5GiB, 22000M or a plain number (K, M, G, T: powers of 1024). */
+export function parseSize(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([KMGT])i?B?|B)?$/i.exec(size.trim());
+  if (!m) throw new ConfigError(`${size}: expected a size such as 24G, 22000M or bytes`);
+  const scale = m[2] ? 1024 ** ('KMGT'.indexOf(m[2].toUpperCase()) + 1) : 1;
+  return Math.round(parseFloat(m[1]) * scale);
+}
+
+/** The engine's GPU memory options (the budget in bytes) for these settings. */
+export function gpuMemoryOptions(cfg: Pick<ServeConfig, 'gpuMemoryFraction' | 'gpuMemoryBudget'>):
+    { gpuMemoryFraction?: number; gpuMemoryBudget?: number } {
+  const o: { gpuMemoryFraction?: number; gpuMemoryBudget?: number } = {};
+  if (cfg.gpuMemoryFraction !== undefined) o.gpuMemoryFraction = cfg.gpuMemoryFraction;
+  if (cfg.gpuMemoryBudget !== undefined) o.gpuMemoryBudget = parseSize(cfg.gpuMemoryBudget);
+  return o;
+}
+
+/** GYRE_GPU_MEMORY_FRACTION / GYRE_GPU_MEMORY_BUDGET (or the flags), checked. */
+export function gpuMemorySettings(flags: Record<string, unknown>, env: Env): Pick<ServeConfig, 'gpuMemoryFraction' | 'gpuMemoryBudget'> {
   const fractionRaw = flags.gpuMemoryFraction ?? env.GYRE_GPU_MEMORY_FRACTION;
   let gpuMemoryFraction: number | undefined;
   if (fractionRaw !== undefined && fractionRaw !== '') {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type ServedModel, servedModel } from '../api/model';
 import type { Engine, EngineOptions } from '../engine/engine';
-import type { ServeConfig } from './config';
+import { gpuMemoryOptions, type ServeConfig } from './config';
 import type { Logger } from './logger';
 
 export type HostState = 'loading' | 'ready' | 'failed' | 'draining';
@@ -24,8 +24,9 @@ export function modelDir(cfg: Pick<ServeConfig, 'model' | 'modelFrom'>, root = p
   return m;
 }
 
-function engineOptions(cfg: ServeConfig): EngineOptions {
-  const o: EngineOptions = { backend: cfg.backend, maxNumSeqs: cfg.maxSeqs };
+/** The engine options a serve config gives (GPU memory settings included). */
+export function engineOptions(cfg: ServeConfig): EngineOptions {
+  const o: EngineOptions = { backend: cfg.backend, maxNumSeqs: cfg.maxSeqs, ...gpuMemoryOptions(cfg) };
   if (cfg.threads !== undefined) o.numThreads = cfg.threads;
   if (cfg.maxModelLen !== undefined) o.maxModelLen = cfg.maxModelLen;
   if (cfg.maxBatchTokens !== undefined) o.maxNumBatchedTokens = cfg.maxBatchTokens;

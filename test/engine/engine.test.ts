@@ -197,6 +197,13 @@ describe('engine behaviour', () => {
     expect(() => e.generate(greedy(long))).toThrow(/closed/);
   });
 
+  test('GPU memory options out of range are refused by name', async () => {
+    await expect(Engine.load(model, { backend: 'cpu', gpuMemoryFraction: 1.5 }))
+      .rejects.toThrow(/options\.gpuMemoryFraction must be a number in \(0, 1\]/);
+    await expect(Engine.load(model, { backend: 'cpu', gpuMemoryBudget: -1 }))
+      .rejects.toThrow(/options\.gpuMemoryBudget must be an integer/);
+  });
+
   test('a load error rejects with the loader\'s message', async () => {
     await expect(Engine.load(path.join(REF, 'no-such-model'))).rejects.toThrow(/config\.json|no-such-model/);
   });

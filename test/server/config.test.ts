@@ -4,7 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { jsonDepth } from '../../src/server/body';
-import { resolveConfig } from '../../src/server/config';
+import { engineOptions as cliEngineOptions } from '../../src/cli/commands/logits';
+import { gpuMemoryOptions, parseSize, resolveConfig } from '../../src/server/config';
+import { engineOptions } from '../../src/server/model_host';
 
 const noModelRoot = { GYRE_SAGEMAKER_ROOT: '/nonexistent' };
 
@@ -24,6 +26,24 @@ test('GPU memory settings are checked', () => {
     .toMatchObject({ gpuMemoryFraction: 0.5, gpuMemoryBudget: '20000M' });
   expect(() => resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_FRACTION: '1.5' })).toThrow(/GYRE_GPU_MEMORY_FRACTION=1.5: expected a number in \(0, 1\]/);
   expect(() => resolveConfig({}, { ...noModelRoot, GYRE_GPU_MEMORY_BUDGET: 'lots' })).toThrow(/GYRE_GPU_MEMORY_BUDGET=lots: expected a size/);
+});
+
+test('GPU memory settings reach the engine as options (the budget in bytes), not through the environment', () => {
+  expect(parseSize('22G')).toBe(22 * 2 ** 30);
+  expect(parseSize('20.5GiB')).toBe(20.5 * 2 ** 30);
+  expect(parseSize('22000M')).toBe(22000 * 2 ** 20);
+  expect(parseSize('123456')).toBe(123456);
+  expect(() => parseSize('lots')).toThrow(/lots: expected a size/);
+  const cfg = resolveConfig({ gpuMemoryFraction: 0.5, gpuMemoryBudget: '20G' }, noModelRoot);
+  const before = { ...process.env };
+  expect(engineOptions(cfg)).toMatchObject({ gpuMemoryFraction: 0.5, gpuMemoryBudget: 20 * 2 ** 30 });
+  expect(process.env).toEqual(before);
+  expect(engineOptions(resolveConfig({}, noModelRoot))).not.toHaveProperty('gpuMemoryBudget');
+  expect(gpuMemoryOptions({})).toEqual({});
+  // generate / logits / eval-ppl read the same variables
+  expect(cliEngineOptions({}, { GYRE_GPU_MEMORY_FRACTION: '0.7', GYRE_GPU_MEMORY_BUDGET: '512M' }))
+    .toMatchObject({ gpuMemoryFraction: 0.7, gpuMemoryBudget: 512 * 2 ** 20 });
+  expect(() => cliEngineOptions({}, { GYRE_GPU_MEMORY_FRACTION: '2' })).toThrow(/GYRE_GPU_MEMORY_FRACTION=2/);
 });
 
 test('8-bit weights: GYRE_QUANTIZATION / --quantization int8, GYRE_QUANTIZE_LM_HEAD; junk is refused by name', () => {

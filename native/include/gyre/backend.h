@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gyre/batch.h"
+#include "gyre/gpu_memory.h"
 #include "gyre/weights.h"
 
 namespace gyre {
@@ -16,6 +17,8 @@ struct KvCacheSpec {
   int num_blocks = 0;    // 0: size from max_tokens / max_bytes
   int64_t max_tokens = 0;
   int64_t max_bytes = 0;
+  GpuMemoryOptions gpu_memory;  // GPU: the budget the pool is sized in (serve: GYRE_GPU_MEMORY_*)
+  StepPlan step;                // GPU: the step reserved before the pool (the engine fills it from its options)
 };
 
 class Backend {

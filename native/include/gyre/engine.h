@@ -53,7 +53,7 @@ struct EngineOptions {
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;   // token budget per step
   int max_model_len = 0;               // 0: the model's max_position_embeddings
-  KvCacheSpec kv;                      // 0s: a default pool
+  KvCacheSpec kv;                      // 0s: a default pool; kv.gpu_memory: the GPU budget
   bool enable_prefix_caching = true;
   LoadOptions load;                    // for whoever loads the weights (the addon, the tools)
 };

@@ -22,10 +22,6 @@
 namespace gyre {
 namespace {
 
-// Activations (and logits rows: prompt-logits requests return every row) reserved before the
-// KV pool is sized; the engine's default step budget.
-constexpr int kPlanTokens = 2048;
-
 size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
 
 // C = A . W^T with W in the activation dtype, or int8 with a float32 scale per row of W.
@@ -72,8 +68,8 @@ int CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   v_cache_ = DeviceBuffer();
   num_blocks_ = 0;
   block_size_ = spec.block_size;
-  ensure_activations(kPlanTokens, kPlanTokens);
-  const MemoryBudget budget = read_memory_budget();
+  reserve_step(spec.step);  // before the budget is read: the largest step never allocates
+  const MemoryBudget budget = read_memory_budget(spec.gpu_memory);
   const int64_t per_block = kv_bytes_per_block();
   const int64_t fit = std::max<int64_t>(0, budget.kv_bytes) / per_block;
   int64_t blocks = fit;
@@ -86,11 +82,36 @@ int CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   const size_t half_bytes = static_cast<size_t>(blocks) * per_block / 2;
   k_cache_.reserve(half_bytes);
   v_cache_.reserve(half_bytes);
+  // Cleared once: a kernel that read a never-written slot would see zeros, not stale NaN bits.
+  CUDA_CHECK(cudaMemsetAsync(k_cache_.get(), 0, half_bytes, stream_));
+  CUDA_CHECK(cudaMemsetAsync(v_cache_.get(), 0, half_bytes, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   num_blocks_ = static_cast<int>(blocks);
   return num_blocks_;
 }
 
-void CudaBackend::ensure_activations(int T, int R) {
+void CudaBackend::reserve_step(const StepPlan& plan) {
+  const ModelConfig& c = w_->config;
+  const int tokens = std::max(1, plan.max_num_batched_tokens);
+  const int seqs = std::max(1, std::min(plan.max_num_seqs, tokens));
+  ensure_activations(tokens);
+  if (seqs > act_rows_) {  // sized as gyre/gpu_memory.h's logits_bytes_per_row
+    sel_.reserve(size_t(seqs) * c.hidden_size * dtype_size(dt_));
+    logits_.reserve(size_t(seqs) * c.vocab_size * 4);
+    act_rows_ = seqs;
+  }
+  const int splits = decode_num_splits(max_visible_keys(c, plan.max_model_len));
+  workspace_.reserve(sizeof(float) * decode_attention_workspace(seqs, c.num_heads, splits, c.head_dim));
+}
+
+int64_t CudaBackend::step_buffer_bytes() const {
+  int64_t n = 0;
+  for (const DeviceBuffer* b : {&h_, &tmp_, &qkv_, &gate_up_, &x_, &q_, &attn_, &act_, &sel_, &logits_, &workspace_})
+    n += static_cast<int64_t>(b->bytes());
+  return n;
+}
+
+void CudaBackend::ensure_activations(int T) {  // sized as gyre/gpu_memory.h's activation_bytes_per_token
   const ModelConfig& c = w_->config;
   const size_t H = c.hidden_size, I = c.intermediate_size, QO = size_t(c.num_heads) * c.head_dim;
   const size_t QKV = QO + 2 * size_t(c.num_kv_heads) * c.head_dim, e = dtype_size(dt_);
@@ -100,11 +121,6 @@ void CudaBackend::ensure_activations(int T, int R) {
     x_.reserve(t * H * e); q_.reserve(t * QO * e); attn_.reserve(t * QO * e); act_.reserve(t * I * e);
     act_tokens_ = T;
   }
-  if (R > act_rows_) {
-    sel_.reserve(size_t(R) * H * e);
-    logits_.reserve(size_t(R) * c.vocab_size * 4);
-    act_rows_ = R;
-  }
 }
 
 void CudaBackend::upload_batch(const Batch& b) {
@@ -113,7 +129,7 @@ void CudaBackend::upload_batch(const Batch& b) {
   const int half = c.head_dim / 2;
   std::vector<int32_t> seq_of(T), decode;
   std::vector<PrefillTile> tiles;
-  int max_visible = 0;
+  int max_visible = 0;  // keys the decode tokens see: min(p + 1, window)
   for (int s = 0; s < S; ++s) {
     const int begin = b.query_start[s], end = b.query_start[s + 1];
     for (int t = begin; t < end; ++t) seq_of[t] = s;
@@ -137,6 +153,10 @@ void CudaBackend::upload_batch(const Batch& b) {
   const PagedKv shape{nullptr, nullptr, nullptr, 0, block_size_, c.num_heads, c.num_kv_heads, c.head_dim,
                       c.sliding_window, 1.0f};
   num_splits_ = decode_attention_splits(shape, num_decode_, max_visible, sm_count_);
+  if (num_decode_ > 0) {  // within the workspace gyre/gpu_memory.h planned (reserve_step)
+    const int64_t rows = workspace_.bytes() / (sizeof(float) * decode_attention_workspace(1, c.num_heads, 1, c.head_dim));
+    num_splits_ = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_splits_, rows / num_decode_)));
+  }
   num_tiles_ = static_cast<int>(tiles.size());
   rope_.compute(c, b.positions.data(), T);
 
@@ -197,7 +217,7 @@ void CudaBackend::forward(const Batch& b, float* logits) {
   const int R = static_cast<int>(b.logits_indices.size());
   const int H = c.hidden_size, I = c.intermediate_size, d = c.head_dim;
   const int QO = c.num_heads * d, KVO = c.num_kv_heads * d, QKV = QO + 2 * KVO;
-  ensure_activations(T, R);
+  ensure_activations(T);  // within the planned step, nothing grows
   upload_batch(b);
   if (num_decode_ > 0)
     workspace_.reserve(sizeof(float) * decode_attention_workspace(num_decode_, c.num_heads, num_splits_, d));
@@ -228,12 +248,15 @@ void CudaBackend::forward(const Batch& b, float* logits) {
     silu_and_mul(dt_, gate_up_.get<float>(), act_.get(), T, I, stream_);
     linear(dt_, act_.get(), I, L.down, L.down_scale, tmp, H, T, H, I, stream_);
   }
-  if (R > 0) {
-    add_rms_norm(dt_, h, tmp, final_norm_, dev_.logits_rows, sel_.get(), R, H, c.rms_norm_eps, stream_);
-    linear(dt_, sel_.get(), H, lm_head_, lm_head_scale_, logits_.get<float>(), c.vocab_size, R, c.vocab_size, H,
-           stream_);
-    CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(), sizeof(float) * R * c.vocab_size, cudaMemcpyDeviceToHost,
-                               stream_));
+  // Logits in chunks of the rows reserved (one per sequence): only prompt-logits steps need more
+  // than one chunk, and the buffer never grows. Stream order keeps a chunk's copy before the next.
+  const int V = c.vocab_size;
+  for (int r0 = 0; r0 < R; r0 += act_rows_) {
+    const int rows = std::min(act_rows_, R - r0);
+    add_rms_norm(dt_, h, tmp, final_norm_, dev_.logits_rows + r0, sel_.get(), rows, H, c.rms_norm_eps, stream_);
+    linear(dt_, sel_.get(), H, lm_head_, lm_head_scale_, logits_.get<float>(), V, rows, V, H, stream_);
+    CUDA_CHECK(cudaMemcpyAsync(logits + static_cast<size_t>(r0) * V, logits_.get(), sizeof(float) * rows * V,
+                               cudaMemcpyDeviceToHost, stream_));
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));  // logits are on the host; the pinned metadata is free
 }

@@ -9,9 +9,11 @@
 //              down [H, I] (int8: 1 byte per element, plus float32 scales [rows] stacked alike);
 //              embed [V, H]; lm_head [V, H] (shared when tied); norms as float32. Tensors
 //              without data (virtual models) are filled with random values on the GPU.
-//   activations sized for kPlanTokens tokens per step (grown if a batch needs more)
-//   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves:
-//              budget = min(GYRE_GPU_MEMORY_FRACTION (0.9) x total, GYRE_GPU_MEMORY_BUDGET)
+//   step       activations for spec.step's tokens, logits rows for its sequences (prompt logits run
+//              in chunks of these), decode workspace for its sequences at the longest visible
+//              context (grown only if a batch exceeds the plan)
+//   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves (gyre/gpu_memory.h):
+//              budget = min(spec.gpu_memory.fraction (0.9) x total, spec.gpu_memory.budget)
 #pragma once
 #include <cuda_runtime.h>
 
@@ -39,6 +41,8 @@ class CudaBackend : public Backend {
   void forward(const Batch& batch, float* logits) override;
 
   DType activation_dtype() const { return dt_; }
+  // Bytes of the step buffers (activations, logits rows, decode workspace) held now.
+  int64_t step_buffer_bytes() const;
 
  private:
   struct Layer {
@@ -48,7 +52,8 @@ class CudaBackend : public Backend {
     float* qkv_scale; float* o_scale; float* gate_up_scale; float* down_scale;
   };
   void upload_weights();                 // cuda_weights.cc
-  void ensure_activations(int T, int R);
+  void reserve_step(const StepPlan& plan);  // the buffers of the largest step, before the KV pool
+  void ensure_activations(int T);
   // Copies the batch's metadata to the device in one transfer; fills the kernel lists.
   void upload_batch(const Batch& b);
 

@@ -51,6 +51,7 @@ class EngineImpl {
     max_model_len_ = options.max_model_len > 0 ? options.max_model_len
                      : config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
     KvCacheSpec spec = options.kv;
+    spec.step = StepPlan{options.max_num_seqs, options.max_num_batched_tokens, max_model_len_};
     if (spec.num_blocks == 0 && spec.max_tokens == 0 && spec.max_bytes == 0) {
       if (std::string(backend_->name()) == "cpu") {
         // A memory budget, as vLLM's CPU backend has (4 GiB); pages are touched only when used.
@@ -58,7 +59,7 @@ class EngineImpl {
         spec.max_bytes = std::min<int64_t>(kDefaultCpuKvBytes, std::max<int64_t>(ram / 4, 64LL << 20));
         const int64_t bytes_per_token = std::max<int64_t>(1, backend_->kv_bytes_per_block() / backend_->block_size());
         spec.max_bytes = std::min(spec.max_bytes, static_cast<int64_t>(max_model_len_) * kMaxDefaultSeqs * bytes_per_token);
-      }  // the CUDA backend sizes an all-zero spec from free GPU memory (GYRE_GPU_MEMORY_*)
+      }  // the CUDA backend sizes an all-zero spec from its memory budget (spec.gpu_memory)
     }
     const int num_blocks = backend_->allocate_kv_cache(spec);
     block_manager_ = std::make_unique<BlockManager>(num_blocks, backend_->block_size(), config.sliding_window,

@@ -94,6 +94,14 @@ gyre::EngineOptions to_engine_options(const Napi::Value& value) {
   if (get_int(o, "options", "kvCacheTokens", 0, kMaxSafeInteger, &i)) opts.kv.max_tokens = i;
   if (get_int(o, "options", "kvCacheBytes", 0, kMaxSafeInteger, &i)) opts.kv.max_bytes = i;
   get_bool(o, "options", "enablePrefixCaching", &opts.enable_prefix_caching);
+  double fraction;
+  if (get_number(o, "options", "gpuMemoryFraction", &fraction)) {
+    if (!(fraction > 0 && fraction <= 1))
+      throw Napi::RangeError::New(o.Env(), "options.gpuMemoryFraction must be a number in (0, 1], got " +
+                                               std::to_string(fraction));
+    opts.kv.gpu_memory.fraction = fraction;
+  }
+  if (get_int(o, "options", "gpuMemoryBudget", 0, kMaxSafeInteger, &i)) opts.kv.gpu_memory.budget = i;
   Napi::Value quant = o.Get("quantization");
   if (!quant.IsUndefined() && !quant.IsNull()) {
     const std::string q = quant.IsString() ? quant.As<Napi::String>().Utf8Value() : "";

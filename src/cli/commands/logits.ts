@@ -1,6 +1,7 @@
 // gyre logits: the float32 logits of every position of a prompt, written as tensor `logits`
 // [n, vocab] of a safetensors file. The ids are used exactly as given (no BOS).
 import type { NativeEngineOptions } from '../../engine/native';
+import { gpuMemoryOptions, gpuMemorySettings } from '../../server/config';
 
 export function checkIds(ids: unknown, vocabSize: number): number[] {
   if (!Array.isArray(ids) || ids.length === 0) throw new Error('--ids: expected a non-empty list of token ids');
@@ -13,8 +14,9 @@ export function checkIds(ids: unknown, vocabSize: number): number[] {
   return ids as number[];
 }
 
-export function engineOptions(opts: Record<string, unknown>): NativeEngineOptions {
+export function engineOptions(opts: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): NativeEngineOptions {
   const o: NativeEngineOptions = { backend: (opts.backend as NativeEngineOptions['backend']) ?? 'auto' };
+  Object.assign(o, gpuMemoryOptions(gpuMemorySettings({}, env)));  // GYRE_GPU_MEMORY_FRACTION / _BUDGET
   if (opts.threads !== undefined) o.numThreads = opts.threads as number;
   if (opts.quantizeLmHead && opts.quantization !== 'int8') throw new Error('--quantize-lm-head needs --quantization int8');
   if (opts.quantization !== undefined) o.quantization = opts.quantization as NativeEngineOptions['quantization'];

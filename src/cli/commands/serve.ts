@@ -11,9 +11,6 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     if (e instanceof ConfigError) throw new Error(`serve: ${e.message}`);
     throw e;
   }
-  // The CUDA backend reads its memory settings from the environment.
-  if (cfg.gpuMemoryFraction !== undefined) process.env.GYRE_GPU_MEMORY_FRACTION = String(cfg.gpuMemoryFraction);
-  if (cfg.gpuMemoryBudget !== undefined) process.env.GYRE_GPU_MEMORY_BUDGET = cfg.gpuMemoryBudget;
   let server: GyreServer | undefined;
   let signals = 0;
   const stop = (signal: string) => {
