@@ -24,8 +24,8 @@
 # cuBLASLt build).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CUDA_TESTS=(cuda_kernels_test cuda_attention_test cuda_int8_test cuda_forward_test cuda_engine_test int8_13b_test)
-LT_TESTS=(cuda_kernels_test cuda_forward_test cuda_engine_test)  # the tests a GEMM path changes
+CUDA_TESTS=(cuda_kernels_test cuda_attention_test cuda_int8_test cuda_forward_test cuda_engine_test cuda_graph_test cuda_sampler_test int8_13b_test)
+LT_TESTS=(cuda_kernels_test cuda_forward_test cuda_engine_test cuda_graph_test)  # the tests a GEMM path changes
 BINARIES=("${CUDA_TESTS[@]}" gyre_logits_dump gyre_bench)
 
 if [ "${1:-}" = "--pack" ]; then

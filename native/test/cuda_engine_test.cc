@@ -107,6 +107,42 @@ TEST(engine_on_cuda_matches_reference) {
   }
 }
 
+// A seeded request gives the same tokens alone and among others (sampled on the GPU, decode
+// batches of different sizes: graphs, batch invariance and the seeded draw together).
+TEST(engine_on_cuda_seeded_sampling_does_not_depend_on_the_load) {
+  const std::string name = "mistral-gqa-swa";
+  std::vector<Prompt> ref = load_prompts(name);
+  auto run = [&](int num_others) {
+    EngineOptions o;
+    o.backend = "cuda";
+    o.max_num_batched_tokens = 256;
+    o.kv.num_blocks = 60;
+    Collector c;
+    Engine engine(load_model(fixture_dir(name)), o, c.callback());
+    for (int k = 0; k <= num_others; ++k) {
+      Request r;
+      r.id = k;
+      r.prompt = ref[k % ref.size()].ids;
+      r.params.temperature = 0.9f;
+      r.params.top_k = 40;
+      r.params.top_p = 0.95f;
+      r.params.repetition_penalty = 1.1f;
+      r.params.seed = 7 + k;
+      r.params.has_seed = true;
+      r.params.ignore_eos = true;
+      r.params.max_tokens = k == 0 ? 16 : 4 + 3 * k;  // the others finish at different steps
+      r.params.logprobs = 2;
+      engine.submit(r);
+    }
+    return c.wait(num_others + 1).at(0);
+  };
+  const SeqOutput alone = run(0), loaded = run(5);
+  CHECK_EQ(alone.tokens.size(), 16u);
+  CHECK_MSG(alone.tokens == loaded.tokens, "seeded tokens changed with the load");
+  for (size_t i = 0; i < alone.top.size(); ++i)
+    for (size_t k = 0; k < alone.top[i].size(); ++k) CHECK_EQ(alone.top[i][k].token, loaded.top[i][k].token);
+}
+
 TEST(host_engine_picks_the_backend) {
   EngineOptions o;
   o.max_num_batched_tokens = 64;

@@ -154,6 +154,28 @@ static void check_gemm(bool lt) {
 
 TEST(gemm_mma_matches_reference) { check_gemm(false); }
 
+// Batch invariance: row r of C is bit-identical whether the batch has 1, 8, 9, 16, 17 or 64
+// rows (the small-M and the tiled kernel keep one summation order).
+TEST(gemm_mma_rows_do_not_depend_on_m) {
+  std::mt19937 rng(11);
+  for (DType dt : kDtypes)
+    for (auto [N, K] : {std::pair{130, 200}, {72, 264}}) {
+      const int kRows = 64;
+      HalfData a = random_half(size_t(kRows) * K, dt, rng), w = random_half(size_t(N) * K, dt, rng);
+      auto d_a = to_device(a.bits), d_w = to_device(w.bits);
+      auto full = poisoned(size_t(kRows) * N * 4);
+      gemm_mma(dt, d_a.get(), K, d_w.get(), full.get<float>(), N, kRows, N, K, nullptr);
+      const auto ref = from_device<float>(full, size_t(kRows) * N);
+      for (int M : {1, 8, 9, 16, 17}) {
+        auto c = poisoned(size_t(M) * N * 4);
+        gemm_mma(dt, d_a.get(), K, d_w.get(), c.get<float>(), N, M, N, K, nullptr);
+        const auto got = from_device<float>(c, size_t(M) * N);
+        CHECK_MSG(std::memcmp(got.data(), ref.data(), got.size() * 4) == 0,
+                  dtype_name(dt) << " N " << N << " K " << K << ": rows of an M " << M << " batch differ from M 64");
+      }
+    }
+}
+
 TEST(gemm_cublaslt_matches_reference) {
   if (!gemm_has_cublaslt()) SKIP("cuBLASLt is not in this build");
   check_gemm(true);

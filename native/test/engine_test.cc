@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "check.h"
 #include "gyre/error.h"
@@ -166,7 +167,82 @@ void check_same(const std::vector<Result>& a, const std::vector<Result>& b) {
   }
 }
 
+// Structured output: constrained request 100 may draw only two tokens at output k, posted from
+// the output callback as a grammar matcher in JS would post them.
+std::vector<uint32_t> two_token_mask(int vocab_size, int k) {
+  std::vector<uint32_t> mask((vocab_size + 31) / 32, 0u);
+  for (int t : {(k * 7 + 3) % vocab_size, (k * 11 + 5) % vocab_size}) mask[t / 32] |= 1u << (t % 32);
+  return mask;
+}
+
+Request constrained_request(uint64_t id, std::vector<int32_t> prompt) {
+  Request r = greedy_request(id, std::move(prompt), 12);
+  r.params.temperature = 1.0f;
+  r.params.seed = 77;
+  r.params.has_seed = true;
+  r.params.constrained = true;
+  return r;
+}
+
+// Runs constrained request 100 beside unconstrained 1..3; busy: the mask producer says it is
+// compiling, and posts nothing until the others have finished.
+std::map<uint64_t, Result> run_constrained(const std::string& name, bool busy) {
+  Collector c;
+  Engine* engine_ptr = nullptr;
+  c.on_each = [&](const SeqOutput& o) {
+    if (o.id == 100 && o.finish == FinishReason::kNone && !o.tokens.empty()) {
+      Result r = c.get(100);
+      const int k = static_cast<int>(r.tokens.size() + o.tokens.size());
+      engine_ptr->set_mask(100, k, two_token_mask(engine_ptr->config().vocab_size, k));
+    }
+  };
+  Engine engine(model(name), cpu_options(), c.callback());
+  engine_ptr = &engine;
+  const int vocab_size = engine.config().vocab_size;
+  std::vector<Prompt> ref = load_prompts(name);
+  if (busy) engine.set_grammar_busy(true);
+  engine.submit(constrained_request(100, ref[0].ids));
+  if (!busy) engine.set_mask(100, 0, two_token_mask(vocab_size, 0));
+  for (uint64_t id = 1; id <= 3; ++id) engine.submit(mixed_request(id, ref[id % ref.size()].ids));
+  if (busy) {
+    c.wait_finished(3);  // the others ran to the end while 100 waited for its first mask
+    CHECK(c.get(100).tokens.empty());
+    CHECK(c.get(100).finish == FinishReason::kNone);
+    engine.set_mask(100, 0, two_token_mask(vocab_size, 0));
+    engine.set_grammar_busy(false);
+  }
+  c.wait_finished(4);
+  std::map<uint64_t, Result> out;
+  for (uint64_t id : {1, 2, 3, 100}) out[id] = c.get(id);
+  return out;
+}
+
 }  // namespace
+
+TEST(constrained_sequences_follow_masks_and_wait_without_stalling_others) {
+  const std::string name = "llama-mha";
+  std::vector<Prompt> ref = load_prompts(name);
+  std::vector<Request> plain;
+  for (uint64_t id = 1; id <= 3; ++id) plain.push_back(mixed_request(id, ref[id % ref.size()].ids));
+  std::vector<Result> alone = run_alone(name, plain);
+  std::map<uint64_t, Result> together = run_constrained(name, false);
+  std::map<uint64_t, Result> held = run_constrained(name, true);
+  const int vocab_size = model(name)->config.vocab_size;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    CHECK_MSG(together[id].tokens == alone[id - 1].tokens, "request " << id << " changed beside a constrained one");
+    CHECK(held[id].tokens == alone[id - 1].tokens);
+  }
+  const Result& r = together[100];
+  CHECK_EQ(r.tokens.size(), 12u);
+  std::set<int32_t> drawn;
+  for (size_t k = 0; k < r.tokens.size(); ++k) {
+    const std::vector<uint32_t> mask = two_token_mask(vocab_size, static_cast<int>(k));
+    CHECK_MSG((mask[r.tokens[k] / 32] >> (r.tokens[k] % 32)) & 1u, "token " << k << " is outside its mask");
+    drawn.insert(r.tokens[k] == (static_cast<int>(k) * 7 + 3) % vocab_size);
+  }
+  CHECK_EQ(drawn.size(), 2u);                  // both tokens of a mask get drawn: the mask, not the model, decides
+  CHECK(held[100].tokens == r.tokens);         // the held row samples as the fresh one would
+}
 
 TEST(greedy_matches_reference_alone) {
   for (const std::string& name : fixture_models()) {

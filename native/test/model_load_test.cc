@@ -2,6 +2,7 @@
 // wrong, each refused with the file and the field or tensor named.
 #include <immintrin.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -129,7 +130,105 @@ std::string write_rounded_f32(const std::string& name, DType dtype) {
   return dir;
 }
 
+// A safetensors file with this header JSON and `data_bytes` zero bytes of data.
+void write_raw_safetensors(const std::string& path, std::string header, size_t data_bytes) {
+  while (header.size() % 8) header += ' ';
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  write_text(path, bytes + header + std::string(data_bytes, '\0'));
+}
+
+// What load_model says about dir ("" when it loads).
+std::string load_error(const std::string& dir) {
+  try {
+    load_model(dir);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
+
+// A model folder is untrusted input: only regular files inside it are opened, every count and
+// size is bounded before use, and no message quotes a file's bytes.
+TEST(hostile_folders_are_refused_without_opening_outside_files) {
+  const std::string m = "llama-mha";
+  // A shard index entry that leaves the folder: refused before anything is opened.
+  std::string dir = write_model(m, DType::kF32, 2);
+  std::string index = read_text(dir + "/model.safetensors.index.json");
+  index.replace(index.find("model-00002-of-00002.safetensors"), 32, "../../../../../../../../etc/passwd");
+  write_text(dir + "/model.safetensors.index.json", index);
+  std::string e = load_error(dir);
+  CHECK_MSG(e.find("must be a file name in the model folder") != std::string::npos, e);
+  CHECK_MSG(e.find("root") == std::string::npos && e.find("header length") == std::string::npos, e);
+
+  // A FIFO as a shard: refused at once (opening it for reading would block for ever).
+  dir = write_model(m, DType::kF32, 2);
+  CHECK(unlink((dir + "/model-00002-of-00002.safetensors").c_str()) == 0);
+  CHECK(mkfifo((dir + "/model-00002-of-00002.safetensors").c_str(), 0600) == 0);
+  e = load_error(dir);
+  CHECK_MSG(e.find("model-00002-of-00002.safetensors: not a regular file") != std::string::npos, e);
+
+  // config.json and a shard as symlinks to a file outside the folder.
+  dir = write_model(m, DType::kF32);
+  CHECK(unlink((dir + "/config.json").c_str()) == 0);
+  CHECK(symlink("/etc/passwd", (dir + "/config.json").c_str()) == 0);
+  e = load_error(dir);
+  CHECK_MSG(e.find("config.json: a symlink that leads outside the model folder") != std::string::npos, e);
+  CHECK_MSG(e.find("root") == std::string::npos, e);
+  dir = write_model(m, DType::kF32);
+  CHECK(unlink((dir + "/model.safetensors").c_str()) == 0);
+  CHECK(symlink("/etc/passwd", (dir + "/model.safetensors").c_str()) == 0);
+  e = load_error(dir);
+  CHECK_MSG(e.find("model.safetensors: a symlink that leads outside the model folder") != std::string::npos, e);
+  // A symlink inside the folder is fine.
+  dir = write_model(m, DType::kF32);
+  CHECK(rename((dir + "/model.safetensors").c_str(), (dir + "/weights.bin").c_str()) == 0);
+  CHECK(symlink("weights.bin", (dir + "/model.safetensors").c_str()) == 0);
+  CHECK_EQ(load_error(dir), std::string());
+
+  // Not safetensors at all: the first 8 bytes are never quoted as a number.
+  dir = write_model(m, DType::kF32);
+  write_text(dir + "/model.safetensors", "root:x:0:0:root:/root:/bin/bash\n");
+  e = load_error(dir);
+  CHECK_MSG(e.find("the header length in its first 8 bytes exceeds") != std::string::npos, e);
+  CHECK_MSG(e.find("3475222254926655500") == std::string::npos && e.find("root:") == std::string::npos, e);
+}
+
+TEST(sizes_are_bounded_before_use) {
+  const std::string m = "llama-mha";
+  // A shape whose byte size wraps to 0 in 64 bits.
+  std::string dir = write_model(m, DType::kF32);
+  write_raw_safetensors(dir + "/model.safetensors",
+                        R"({"model.embed_tokens.weight":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})", 0);
+  std::string e = load_error(dir);
+  CHECK_MSG(e.find("tensor 'model.embed_tokens.weight': shape") != std::string::npos, e);
+  // Negative and float offsets, float shapes, too many dimensions.
+  for (const char* bad : {R"("shape":[2],"data_offsets":[-8,0])", R"("shape":[2],"data_offsets":[0.0,8])",
+                          R"("shape":[2.0],"data_offsets":[0,8])", R"("shape":[1,1,1,1,1,1,1,1,2],"data_offsets":[0,8])"}) {
+    write_raw_safetensors(dir + "/model.safetensors", std::string(R"({"model.norm.weight":{"dtype":"F32",)") + bad + "}}", 8);
+    e = load_error(dir);
+    CHECK_MSG(e.find("tensor 'model.norm.weight': ") != std::string::npos && e.find("is missing") == std::string::npos,
+              bad << " -> " << e);
+  }
+  // A header entry without its fields.
+  write_raw_safetensors(dir + "/model.safetensors", R"({"model.norm.weight":{"dtype":"F32"}})", 0);
+  CHECK_THROWS_WITH(load_model(dir), "header entry needs dtype, shape and data_offsets");
+
+  // config.json counts.
+  CHECK_THROWS_WITH(load_model(write_model(m, DType::kF32, 1, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000")),
+                    "field 'num_hidden_layers' is out of range: 1000000 (1 to 1024)");
+  CHECK_THROWS_WITH(load_model(write_model(m, DType::kF32, 1, "\"vocab_size\": 320", "\"vocab_size\": 99999999999999999999")),
+                    "field 'vocab_size' is out of range");
+
+  // An index of 100,000 entries is refused before any shard is opened.
+  dir = write_model(m, DType::kF32, 2);
+  std::string index = "{\"weight_map\": {";
+  for (int i = 0; i < 100000; ++i) index += (i ? ",\"t" : "\"t") + std::to_string(i) + "\": \"s" + std::to_string(i) + ".safetensors\"";
+  write_text(dir + "/model.safetensors.index.json", index + "}}");
+  CHECK_THROWS_WITH(load_model(dir), "field 'weight_map' has 100000 entries (at most 65536)");
+}
 
 TEST(half_storage_computes_in_f32) {
   // Storage in f16/bf16 must give exactly the logits of f32 storage of the same rounded values

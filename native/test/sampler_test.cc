@@ -232,4 +232,51 @@ TEST(vocab_ops_exact_enough_and_tie_safe) {
   CHECK_EQ(pick_all(w.data(), 200, 0.7, scratch), 130);
 }
 
+// Structured output: a masked token is never drawn, whatever the warpers; logprobs are those of
+// the masked distribution; no mask leaves sampling as it was.
+TEST(token_mask_restricts_every_path) {
+  const int vocab = 32000;
+  Sampler sampler(vocab);
+  std::vector<float> logits = random_logits(vocab, 11);
+  std::vector<uint32_t> mask((vocab + 31) / 32, 0u);
+  const std::vector<int32_t> allowed = {5, 77, 4093, 31999};  // unlikely ones: the argmax is elsewhere
+  for (int32_t t : allowed) mask[t / 32] |= 1u << (t % 32);
+  const int32_t best = *std::max_element(allowed.begin(), allowed.end(),
+                                         [&](int32_t a, int32_t b) { return logits[a] < logits[b]; });
+  CHECK_EQ(sampler.sample(logits.data(), sampling(0.0f), {1}, 1, 1, mask.data()).token, best);
+  SamplingParams variants[5] = {sampling(5.0f), sampling(5.0f), sampling(5.0f), sampling(5.0f), sampling(1.0f)};
+  variants[1].top_k = 50;      // the top 50 holds no allowed token
+  variants[2].top_p = 0.5f;
+  variants[3].min_p = 0.3f;
+  variants[4].repetition_penalty = 1.3f;
+  variants[4].frequency_penalty = 0.5f;
+  for (const SamplingParams& p : variants) {
+    std::set<int32_t> seen;
+    for (int i = 0; i < 400; ++i) seen.insert(sampler.sample(logits.data(), p, {1, 5, 77}, 1, 900 + i, mask.data()).token);
+    for (int32_t t : seen) CHECK_MSG(std::count(allowed.begin(), allowed.end(), t), "token " << t << " is masked");
+  }
+  // Hot and unwarped, every allowed token shows up.
+  std::set<int32_t> seen;
+  for (int i = 0; i < 400; ++i) seen.insert(sampler.sample(logits.data(), sampling(50.0f), {1}, 1, i, mask.data()).token);
+  CHECK_EQ(seen.size(), allowed.size());
+
+  SamplingParams p = sampling(1.0f);
+  p.logprobs = 3;
+  SampledToken t = sampler.sample(logits.data(), p, {1}, 1, 3, mask.data());
+  CHECK_EQ(t.top.size(), 3u);
+  for (const TopLogprob& top : t.top) CHECK(std::count(allowed.begin(), allowed.end(), top.token));
+  double mass = 0;
+  for (const TopLogprob& top : t.top) mass += std::exp(static_cast<double>(top.logprob));
+  CHECK(mass > 0.5 && mass <= 1.0 + 1e-5);  // 3 of the 4 allowed tokens carry most of the mass
+
+  // An all-ones mask samples exactly as no mask.
+  std::vector<uint32_t> ones((vocab + 31) / 32, 0xffffffffu);
+  for (int i = 0; i < 50; ++i) {
+    SamplingParams q = sampling(0.8f);
+    q.top_p = 0.9f;
+    CHECK_EQ(sampler.sample(logits.data(), q, {1}, 1, i).token,
+             sampler.sample(logits.data(), q, {1}, 1, i, ones.data()).token);
+  }
+}
+
 GYRE_TEST_MAIN

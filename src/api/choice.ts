@@ -2,6 +2,8 @@
 import type { FinishReason, GenerationChunk, Usage } from '../engine/engine';
 import type { NativeTopLogprob } from '../engine/native';
 
+const NO_TOP: NativeTopLogprob[] = [];
+
 export class Choice {
   readonly tokenIds: number[] = [];
   /** The text each token added (stop-string hold-back moves text to a later token). */
@@ -16,6 +18,7 @@ export class Choice {
   promptLogits?: Float32Array;
   /** ms since the request started, when the first token arrived. */
   firstTokenMs?: number;
+  private topForgotten = 0;
 
   constructor(readonly index: number, readonly seed: number | null, readonly promptIds: readonly number[]) {}
 
@@ -40,6 +43,12 @@ export class Choice {
       this.usage = c.usage;
       if (c.promptLogits) this.promptLogits = c.promptLogits;
     }
+  }
+
+  /** A stream formats each token's top logprobs once: after that they are dropped (the array
+   *  keeps its length), so a long stream does not hold ~20 objects per token. */
+  forgetTop(): void {
+    for (; this.topForgotten < this.top.length; this.topForgotten++) this.top[this.topForgotten] = NO_TOP;
   }
 
   get promptTokens(): number {

@@ -8,6 +8,7 @@ export type ErrorKind =
   | 'validation'    // a field of the wrong type or range, a prompt too long, a template refusal
   | 'not_found'
   | 'too_large'     // body over the size limit
+  | 'timeout'       // the body did not arrive in time
   | 'overloaded'    // waiting queue full
   | 'unavailable'   // loading, failed, draining
   | 'generation'    // the engine failed mid-request
@@ -40,6 +41,7 @@ const TGI: Record<ErrorKind, [number, string]> = {
   validation: [422, 'validation'],
   not_found: [404, 'not_found'],
   too_large: [413, 'validation'],
+  timeout: [408, 'timeout'],
   overloaded: [429, 'overloaded'],
   unavailable: [503, 'unhealthy'],
   generation: [424, 'generation'],
@@ -51,6 +53,7 @@ const OPENAI: Record<ErrorKind, [number, string, string | null]> = {
   validation: [400, 'invalid_request_error', null],
   not_found: [404, 'invalid_request_error', 'not_found'],
   too_large: [413, 'invalid_request_error', 'request_too_large'],
+  timeout: [408, 'timeout_error', 'request_timeout'],
   overloaded: [429, 'rate_limit_error', 'rate_limit_exceeded'],
   unavailable: [503, 'service_unavailable_error', 'service_unavailable'],
   generation: [500, 'server_error', 'generation_failed'],

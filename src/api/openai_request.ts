@@ -6,6 +6,7 @@ import { validationError } from './errors';
 import type { ServedModel } from './model';
 import { type ChatBody, type CompletionBody, chatSchema, completionSchema } from './openai_schema';
 import { type Plan, type Sampling, checkPromptChars, checkPromptIds, planRequests } from './sampling';
+import { compileGrammar, openAiGrammar } from './structured_output';
 import { parseBody, unknownFields } from './validate';
 
 export const MAX_CHOICES = 64;   // prompts x n in one request
@@ -17,6 +18,7 @@ export type OpenAiRequest =
 export function parseChat(body: unknown): OpenAiRequest {
   const b = parseBody(chatSchema, body, 'body');
   if (b.top_logprobs && !b.logprobs) throw validationError('top_logprobs needs logprobs: true', 'top_logprobs');
+  openAiGrammar(b);   // a malformed schema or regex is refused before any work
   return { kind: 'chat', body: b, stream: b.stream ?? false, n: b.n ?? 1, unknown: unknownFields(body, Object.keys(chatSchema.shape)) };
 }
 
@@ -25,6 +27,7 @@ export function parseCompletion(body: unknown): OpenAiRequest {
   const n = b.n ?? 1;
   if (b.best_of != null && b.best_of !== n) throw validationError(`best_of (${b.best_of}) must equal n (${n}): best_of > n is not supported`, 'best_of');
   if (b.echo && b.logprobs != null) throw validationError('echo together with logprobs is not supported', 'echo');
+  openAiGrammar(b);
   return { kind: 'completion', body: b, stream: b.stream ?? false, n, unknown: unknownFields(body, Object.keys(completionSchema.shape)) };
 }
 
@@ -95,5 +98,9 @@ export async function planOpenAi(req: OpenAiRequest, model: ServedModel): Promis
   const logprobs = req.kind === 'chat'
     ? (req.body.logprobs ? (req.body.top_logprobs ?? 0) : undefined)
     : (req.body.logprobs ?? undefined);
-  return planRequests(model, await promptIds(req, model), req.n, openAiSampling(req.body, logprobs), 'openai');
+  const prompts = await promptIds(req, model);
+  const sampling = openAiSampling(req.body, logprobs);
+  const grammar = await compileGrammar(model, openAiGrammar(req.body));   // after the cheaper checks
+  if (grammar) sampling.grammar = grammar;
+  return planRequests(model, prompts, req.n, sampling, 'openai');
 }

@@ -17,6 +17,8 @@ export class OpenAiFormat implements ResponseFormat {
   private readonly modelName: string;
   private readonly object: string;
   private readonly includeUsage: boolean;
+  /** Per choice: the text offset of token `from` (completions logprobs in a stream). */
+  private readonly textOffsets = new Map<number, { from: number; offset: number }>();
 
   constructor(private readonly req: OpenAiRequest, private readonly model: ServedModel, readonly fingerprint: string) {
     const chat = req.kind === 'chat';
@@ -105,7 +107,7 @@ export class OpenAiFormat implements ResponseFormat {
 
   private entry(id: number, logprob: number): { token: string; logprob: number; bytes: number[] } {
     const token = this.model.tokens.text(id);
-    return { token, logprob: Number.isFinite(logprob) ? logprob : -9999, bytes: [...Buffer.from(token, 'utf8')] };
+    return { token, logprob: Number.isFinite(logprob) ? logprob : -9999, bytes: this.model.tokens.bytes(id) };
   }
 
   private chatLogprobs(c: Choice, from: number): unknown {
@@ -121,16 +123,27 @@ export class OpenAiFormat implements ResponseFormat {
     if (this.req.kind !== 'completion' || this.req.body.logprobs == null) return null;
     const ids = c.tokenIds.slice(from);
     const tokens = ids.map((id) => this.model.tokens.text(id));
-    let offset = c.tokenIds.slice(0, from).reduce((n, id) => n + this.model.tokens.text(id).length, 0);
+    // A stream asks for each choice's tokens in order: carry the offset on (summing from 0 per
+    // chunk made a long stream quadratic).
+    const carried = this.textOffsets.get(c.index);
+    let offset = carried?.from === from ? carried.offset
+      : c.tokenIds.slice(0, from).reduce((n, id) => n + this.model.tokens.text(id).length, 0);
     const text_offset = tokens.map((t) => { const o = offset; offset += t.length; return o; });
+    this.textOffsets.set(c.index, { from: from + ids.length, offset });
     const wantTop = this.req.body.logprobs > 0;
     return {
       tokens,
       token_logprobs: ids.map((_, k) => c.logprobs[from + k] ?? null),
-      top_logprobs: ids.map((_, k) => wantTop
-        ? Object.fromEntries((c.top[from + k] ?? []).map((t) => [this.model.tokens.text(t.token), t.logprob]))
-        : null),
+      top_logprobs: ids.map((_, k) => (wantTop ? this.topTexts(c.top[from + k]) : null)),
       text_offset,
     };
+  }
+
+  /** {text: logprob} of the top tokens. A null-prototype object is a dictionary from the start:
+   *  Object.fromEntries over ever-new token texts grew V8's hidden-class tree (~3x slower). */
+  private topTexts(top: readonly NativeTopLogprob[] | undefined): Record<string, number> {
+    const out = Object.create(null) as Record<string, number>;
+    for (const t of top ?? []) out[this.model.tokens.text(t.token)] = t.logprob;
+    return out;
   }
 }

@@ -1,8 +1,9 @@
 // OpenAI's chat and completions request bodies (and vLLM's extensions: top_k, min_p,
-// repetition_penalty, ignore_eos, stop_token_ids). Ranges follow OpenAI's API reference;
-// null means "not given". Features we do not have (tools, response formats, logit_bias) are
-// refused rather than silently ignored.
+// repetition_penalty, ignore_eos, stop_token_ids, guided_*). Ranges follow OpenAI's API reference;
+// null means "not given". Features we do not have (tools, logit_bias) are refused rather than
+// silently ignored.
 import { z } from 'zod';
+import { guidedFields, responseFormatSchema } from './structured_output';
 import { MAX_STOP_SEQUENCES } from './tgi_request';
 
 export const MAX_N = 16;
@@ -30,6 +31,8 @@ const sampling = {
   user: z.string().nullish(),
   logit_bias: z.record(z.string(), z.number()).refine((m) => Object.keys(m).length === 0,
     { error: 'logit_bias is not supported' }).nullish(),
+  response_format: responseFormatSchema.nullish(),
+  ...guidedFields,
 };
 
 const textPart = z.object({
@@ -51,7 +54,6 @@ export const chatSchema = z.object({
   top_logprobs: z.int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   tools: z.array(z.unknown()).max(0, { error: 'tools are not supported' }).nullish(),
   tool_choice: z.literal('none', { error: 'tool_choice is not supported' }).nullish(),
-  response_format: z.object({ type: z.literal('text', { error: 'only the "text" response format is supported' }) }).nullish(),
 });
 
 const tokenIds = z.array(z.int().min(0)).min(1);
@@ -64,6 +66,9 @@ export const completionSchema = z.object({
   echo: z.boolean().nullish(),
   best_of: z.int().min(1).nullish(),
   suffix: z.null({ error: 'suffix is not supported' }).optional(),
+  // Refused exactly as chat refuses them, rather than silently ignored.
+  tools: z.array(z.unknown()).max(0, { error: 'tools are not supported' }).nullish(),
+  tool_choice: z.literal('none', { error: 'tool_choice is not supported' }).nullish(),
 });
 
 export type ChatBody = z.infer<typeof chatSchema>;

@@ -1,7 +1,7 @@
 // Both vocabularies (TGI parameters, OpenAI fields) normalized to one Sampling, then checked
 // against the context and turned into engine requests, one per choice. Fields a request leaves out
 // take the model's generation_config.json defaults; max tokens default to the rest of the context.
-import type { GenerationRequest } from '../engine/engine';
+import type { GenerationRequest, Grammar } from '../engine/engine';
 import type { ApiStyle } from './errors';
 import { validationError } from './errors';
 import type { ServedModel } from './model';
@@ -22,6 +22,7 @@ export interface Sampling {
   ignoreEos?: boolean;
   logprobs?: number;         // 0: chosen token's; k: plus the top k
   promptLogits?: boolean;
+  grammar?: Grammar;         // structured output
 }
 
 /** How a style names things in its messages. */
@@ -104,6 +105,7 @@ export function planRequests(model: ServedModel, prompts: number[][], n: number,
   set('ignoreEos', s.ignoreEos);
   set('logprobs', s.logprobs);
   set('promptLogits', s.promptLogits);
+  set('grammar', s.grammar);
   const plan: Plan = { requests: [], seeds: [], promptIds: [] };
   const firstSeed = temperature > 0 ? (s.seed ?? Math.floor(Math.random() * 2 ** 32)) : null;
   for (const ids of prompts) {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { validationError } from './errors';
 import type { ServedModel } from './model';
 import { type Plan, type Sampling, checkPromptChars, checkPromptIds, planRequests } from './sampling';
+import { compileGrammar, tgiGrammar, tgiGrammarSchema } from './structured_output';
 import { parseBody, unknownFields } from './validate';
 
 export const MAX_STOP_SEQUENCES = 16;
@@ -38,7 +39,7 @@ const parametersSchema = z.object({
   truncate: z.int().min(1).nullish(),
   best_of: z.int().min(1).max(1, { error: 'best_of > 1 is not supported' }).nullish(),
   watermark: z.literal(false, { error: 'watermark is not supported' }).nullish(),
-  grammar: z.null({ error: 'grammar is not supported' }).optional(),
+  grammar: tgiGrammarSchema.nullish(),
   adapter_id: z.null({ error: 'adapter_id is not supported' }).optional(),
 });
 
@@ -71,6 +72,7 @@ export function parseTgi(body: unknown, streamRoute?: boolean): TgiRequest {
       ...unknownFields((body as Record<string, unknown>).parameters, Object.keys(parametersSchema.shape), 'parameters.'),
     ],
   };
+  tgiGrammar(parameters.grammar);   // a malformed schema or regex is refused before any work
   if (req.stream && parameters.decoder_input_details) {
     throw validationError('Input validation error: `decoder_input_details` == true is not supported when streaming tokens', 'decoder_input_details');
   }
@@ -111,5 +113,8 @@ export async function planTgi(req: TgiRequest, model: ServedModel): Promise<Plan
   if (p.decoder_input_details && ids.length > MAX_DECODER_INPUT_TOKENS) {
     throw validationError(`decoder_input_details is limited to prompts of ${MAX_DECODER_INPUT_TOKENS} tokens; this one has ${ids.length}`, 'decoder_input_details');
   }
-  return planRequests(model, [ids], 1, tgiSampling(p, model), 'tgi');
+  const sampling = tgiSampling(p, model);
+  const grammar = await compileGrammar(model, tgiGrammar(p.grammar));
+  if (grammar) sampling.grammar = grammar;
+  return planRequests(model, [ids], 1, sampling, 'tgi');
 }

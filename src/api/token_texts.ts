@@ -8,6 +8,7 @@ import type { Tokenizer } from '../engine/tokenizer';
 
 export class TokenTexts {
   private readonly cache = new Map<number, string>();
+  private readonly byteCache = new Map<number, number[]>();
   private readonly anchor?: number;
   private readonly anchorText: string = '';
   private readonly special: Set<number>;
@@ -39,6 +40,16 @@ export class TokenTexts {
     }
     this.cache.set(id, t);
     return t;
+  }
+
+  /** The UTF-8 bytes of text(id), cached: OpenAI's logprobs carry them for every top token. */
+  bytes(id: number): number[] {
+    let b = this.byteCache.get(id);
+    if (b === undefined) {
+      b = [...Buffer.from(this.text(id), 'utf8')];
+      this.byteCache.set(id, b);
+    }
+    return b;
   }
 
   isSpecial(id: number): boolean {

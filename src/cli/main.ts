@@ -10,10 +10,11 @@
 //   make-model: shape, layers?, dtype, seed, scale?, out
 //   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
 //               maxWaiting? threads? servedModelName? drainTimeout? gpuMemoryFraction? gpuMemoryBudget?
-//               quantization? quantizeLmHead? (unset: from the environment)
+//               quantization? quantizeLmHead? maxResponseBuffer? bodyTimeout? maxBodyBytesInFlight?
+//               (unset: from the environment)
 //   endpoint:   target, port, host, readyTimeout (seconds)
 //   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
-//   validate:   model?, json?, memoryFraction?
+//   validate:   model?, json?, memoryFraction?, checkValues?
 //   upload:     model, to, adapter?, quantize?, quantizeLmHead?, partSize? (MiB), concurrency?
 //   merge:      model, adapter, out
 //   quantize:   model, out, quantizeLmHead?
@@ -137,6 +138,7 @@ export function buildProgram(): Command {
     .option('--model <dir>', 'model folder or s3://bucket/prefix/ (default: /opt/ml/model)')
     .option('--json', 'print the report as JSON')
     .option('--memory-fraction <f>', 'share of GPU memory used (default 0.9)', number)
+    .option('--check-values', 'also read every weight and refuse NaN or infinite values')
     .action(lazy(() => import('./commands/validate')));
 
   program.command('upload')
@@ -232,6 +234,9 @@ export function buildProgram(): Command {
     .option('--gpu-memory-budget <size>', 'absolute GPU memory cap, e.g. 24G (env GYRE_GPU_MEMORY_BUDGET)')
     .addOption(new Option('--quantization <q>', 'weights (env GYRE_QUANTIZATION): none (as stored), or int8 (quantized at load)').choices(['none', 'int8']))
     .addOption(new Option('--quantize-lm-head', 'with int8: quantize the LM head too (env GYRE_QUANTIZE_LM_HEAD)'))
+    .option('--max-response-buffer <bytes>', 'a stream this many bytes behind its client is aborted (env GYRE_MAX_RESPONSE_BUFFER; default 1 MiB)', integer(1))
+    .option('--body-timeout <s>', 'seconds a request body may take to arrive, then 408 (env GYRE_BODY_TIMEOUT; default 30)', integer(1))
+    .option('--max-body-bytes-in-flight <n>', 'request body bytes being received at once, then 503 (env GYRE_MAX_BODY_BYTES_IN_FLIGHT; default 64 MiB)', integer(1))
     .action(lazy(() => import('./commands/serve')));
 
   // The prompt is an argument, so the action gets (text, opts) and passes both on.

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
+import { readModelJson } from '../model/model_file';
 
 export interface ChatMessage {
   role: string;
@@ -65,10 +66,7 @@ export class ChatTemplate {
   /** tokenizer_config.json's chat_template (a string, or a list with a "default" entry), else
    *  the built-in template for config.json's architecture. */
   static fromModelDir(dir: string): ChatTemplate {
-    const read = (f: string) => {
-      const p = path.join(dir, f);
-      return fs.existsSync(p) ? JSON.parse(fs.readFileSync(p, 'utf8')) as Record<string, unknown> : {};
-    };
+    const read = (f: string) => readModelJson(dir, f) ?? {};
     const tokConfig = read('tokenizer_config.json');
     const opts = {
       bosToken: tokenContent(tokConfig.bos_token as TokenSpec) || '<s>',

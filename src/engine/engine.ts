@@ -8,12 +8,14 @@ import {
   loadAddon, type NativeEngine, type NativeEngineOptions, type NativeEngineStats, type NativeModelConfig,
   type NativeQuantization, type NativeSamplingParams, type NativeSeqOutput,
 } from './native';
+import { ConstrainedSequence, type Grammar, GrammarCompiler, type GrammarSpec } from './grammar';
 import { type GenerationChunk, RequestStream } from './request_stream';
 import { IncrementalDecoder, Tokenizer } from './tokenizer';
 import { TokenizerPool } from './tokenizer_pool';
 
 export type { FinishReason, GenerationChunk, Usage } from './request_stream';
 export type { ChatMessage } from './chat_template';
+export type { Grammar, GrammarSpec } from './grammar';
 
 export type EngineOptions = NativeEngineOptions;
 
@@ -33,6 +35,8 @@ export interface GenerationRequest extends SamplingOptions {
   promptLogits?: boolean;      // the last chunk carries the logits of every prompt position
   /** The last chunk carries log p(prompt[i+1] | prompt[..i]) for every position (no prefix caching). */
   promptLogprobs?: boolean;
+  /** Structured output: every token is drawn from those the grammar allows (engine.compileGrammar). */
+  grammar?: Grammar;
 }
 
 const SAMPLING_KEYS = [
@@ -43,6 +47,9 @@ const SAMPLING_KEYS = [
 export class Engine {
   readonly config: NativeModelConfig;
   private readonly streams = new Map<number, RequestStream>();
+  private readonly steps: NativeSeqOutput[][] = [];   // received, not yet delivered
+  private readonly constrained = new Map<number, ConstrainedSequence>();
+  private grammars?: GrammarCompiler;
   private nextId = 1;
   private chatTemplate?: ChatTemplate;
   private pool?: TokenizerPool;
@@ -98,15 +105,16 @@ export class Engine {
     return encodeChat(tokenizer, this.chatTemplate, req.messages!);
   }
 
-  /** promptIds, with long texts tokenized on worker threads so the event loop stays free. */
+  /** promptIds, with texts rendered and tokenized on worker threads under the model-folder
+   *  limits (TokenizerPool): the event loop stays free whatever the template or tokenizer does.
+   *  Rejects with ChatTemplateError (the template refused the messages) or TextLimitError. */
   async encodePrompt(req: Pick<GenerationRequest, 'promptIds' | 'prompt' | 'messages' | 'addBos'>): Promise<number[]> {
     const given = [req.promptIds, req.prompt, req.messages].filter((p) => p !== undefined).length;
     if (given !== 1 || req.promptIds) return this.promptIds(req);
-    const tokenizer = this.requireTokenizer();
-    this.pool ??= new TokenizerPool(tokenizer, this.modelDir);
+    this.requireTokenizer();
+    this.pool ??= new TokenizerPool(this.modelDir);
     if (req.prompt !== undefined) return this.pool.encode(req.prompt, { addBos: req.addBos ?? true });
-    this.chatTemplate ??= ChatTemplate.fromModelDir(this.modelDir);
-    return this.pool.encode(this.chatTemplate.render(req.messages!), { addBos: false });
+    return this.pool.encodeChat(req.messages!);
   }
 
   /**
@@ -132,10 +140,31 @@ export class Engine {
       ? new IncrementalDecoder(this.tokenizer, { promptIds: ids, skipSpecial: true })
       : undefined;
     const stream = new RequestStream(id, { decoder, stop: req.stop, abort: () => this.abort(id) });
+    if (req.grammar) params.constrained = true;
     if (req.promptLogprobs) this.native.submit(id, ids, params, req.promptLogits ?? false, true);
     else this.native.submit(id, ids, params, req.promptLogits ?? false);
     this.streams.set(id, stream);
+    if (req.grammar) {
+      const seq = new ConstrainedSequence(this.grammars!, req.grammar,
+        (index, mask) => { if (!this.closing) this.native.setMask(id, index, mask); },
+        (message) => {
+          stream.fail('error', `structured output: ${message}`);
+          this.abort(id);
+        });
+      this.constrained.set(id, seq);
+      seq.start();
+    }
     return stream;
+  }
+
+  /** Compiles (or finds in the cache) the grammar of a structured-output request. Throws
+   *  XgrammarError with xgrammar's message for a grammar it cannot compile. */
+  compileGrammar(spec: GrammarSpec): Promise<Grammar> {
+    const tokenizer = this.requireTokenizer();
+    const stops = [...new Set([...this.config.eosTokenIds, ...tokenizer.eosTokenIds])];
+    this.grammars ??= new GrammarCompiler(tokenizer, this.config.vocabSize, stops,
+      (busy) => { if (!this.closing) this.native.setGrammarBusy(busy); });
+    return this.grammars.compile(spec);
   }
 
   /** Aborts a request; its stream ends with finishReason 'abort'. */
@@ -179,13 +208,46 @@ export class Engine {
   /** Stops the engine thread; unfinished requests end with 'abort'. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= Promise.all([this.native.close(), this.pool?.close()]).then(() => undefined).finally(() => {
+      for (let step = this.steps.shift(); step; step = this.steps.shift()) this.deliver(step);
       for (const stream of this.streams.values()) stream.fail('abort', 'the engine was closed');
       this.streams.clear();
+      for (const seq of this.constrained.values()) seq.close();
+      this.constrained.clear();
     });
     return this.closing;
   }
 
+  /**
+   * Steps are delivered one per turn of the event loop. Node runs up to 1000 queued thread-safe
+   * calls back to back, and each step's outputs are formatted and written before the next; when
+   * the engine ran ahead (many streams with logprobs), that held off /ping for seconds. Now I/O
+   * is served between any two steps; the engine still never waits on JS.
+   */
   private onStep(outputs: NativeSeqOutput[]): void {
+    // Grammar matchers advance at once: the engine waits for their next masks, not for I/O.
+    if (this.constrained.size) {
+      for (const out of outputs) {
+        const seq = this.constrained.get(out.id);
+        if (!seq) continue;
+        if (out.finish) {
+          seq.close();
+          this.constrained.delete(out.id);
+        } else if (out.tokens.length) {
+          seq.advance(out.tokens);
+        }
+      }
+    }
+    this.steps.push(outputs);
+    if (this.steps.length === 1) setImmediate(this.deliverNext);
+  }
+
+  private readonly deliverNext = (): void => {
+    const outputs = this.steps.shift();
+    if (outputs) this.deliver(outputs);
+    if (this.steps.length) setImmediate(this.deliverNext);
+  };
+
+  private deliver(outputs: NativeSeqOutput[]): void {
     for (const out of outputs) {
       const stream = this.streams.get(out.id);
       if (!stream) continue;

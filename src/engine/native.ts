@@ -41,6 +41,8 @@ export interface NativeSamplingParams {
   stopTokenIds?: number[];
   ignoreEos?: boolean;
   logprobs?: number;           // -1/absent: none; 0: chosen token; n: plus top n
+  /** Structured output: each token waits for its mask (setMask); EOS always stops. */
+  constrained?: boolean;
 }
 
 export interface NativeTopLogprob { token: number; logprob: number }
@@ -95,6 +97,8 @@ export interface NativeEngineStats {
   numSteps: number;
   numPromptTokens: number;
   numGeneratedTokens: number;
+  /** Time the engine thread waited for structured-output token masks, in all. */
+  maskWaitMs: number;
 }
 
 export interface NativeEngine {
@@ -103,6 +107,12 @@ export interface NativeEngine {
   submit(id: number, prompt: number[] | Int32Array, params: NativeSamplingParams, promptLogits: boolean,
          promptLogprobs?: boolean): void;
   abort(id: number): void;
+  /** A constrained request's allowed tokens for output token number outputIndex: bit t % 32 of
+   *  mask[t / 32], ceil(vocab / 32) words. Ignored once the request has finished. */
+  setMask(id: number, outputIndex: number, mask: Int32Array | Uint32Array): void;
+  /** True while JS compiles a grammar (and so cannot post masks): a constrained sequence whose
+   *  mask is missing then sits out with its logits held instead of stalling the step. */
+  setGrammarBusy(busy: boolean): void;
   stats(): NativeEngineStats;
   config(): NativeModelConfig;
   backend(): string;
@@ -123,6 +133,8 @@ export interface NativeAddon {
    *  to +-127), synchronous; the same function the loader quantizes at load with. data holds
    *  rows * cols elements of dtype, little-endian. */
   quantizeInt8(data: Uint8Array, dtype: 'F32' | 'F16' | 'BF16', rows: number, cols: number): NativeInt8Tensor;
+  /** SO_SNDBUF on a socket's file descriptor (the kernel doubles it); false when it failed. */
+  setSendBuffer(fd: number, bytes: number): boolean;
 }
 
 export interface NativeInt8Tensor {

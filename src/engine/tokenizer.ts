@@ -1,8 +1,8 @@
 // Text <-> token ids, over @huggingface/tokenizers (HF tokenizer.json), plus an incremental
 // detokenizer for streaming.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { MAX_TOKENIZER_JSON_BYTES, modelFileExists, readModelJson } from '../model/model_file';
 
 export interface EncodeOptions { addBos?: boolean }
 export interface DecodeOptions { skipSpecial?: boolean }
@@ -14,8 +14,26 @@ function tokenContent(t: TokenSpec): string | undefined {
   return typeof t === 'string' ? t : t.content;
 }
 
-function readJson(file: string): Record<string, unknown> | undefined {
-  return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : undefined;
+/** generation_config.json's token ids, when well formed (other fields do not concern the tokenizer). */
+function generationIds(g: Record<string, unknown> | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const isId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (isId(g?.bos_token_id)) out.bos_token_id = g!.bos_token_id;
+  const eos = g?.eos_token_id;
+  if (isId(eos) || (Array.isArray(eos) && eos.length <= 64 && eos.every(isId))) out.eos_token_id = eos;
+  return out;
+}
+
+/** The first Regex pattern in a tokenizer.json decoder (pipeline), if any. Depth-bounded. */
+export function decoderRegex(decoder: unknown, depth = 0): string | undefined {
+  if (typeof decoder !== 'object' || decoder === null || depth > 16) return undefined;
+  const d = decoder as Record<string, unknown>;
+  if (typeof d.Regex === 'string') return d.Regex;
+  for (const v of Object.values(d)) {
+    const found = Array.isArray(v) ? v.map((x) => decoderRegex(x, depth + 1)).find((x) => x !== undefined) : decoderRegex(v, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 export class Tokenizer {
@@ -36,24 +54,37 @@ export class Tokenizer {
     this.bosToken = tokenContent(config.bos_token as TokenSpec);
     this.eosToken = tokenContent(config.eos_token as TokenSpec);
     this.bosTokenId = (this.bosToken !== undefined ? this.hf.token_to_id(this.bosToken) : undefined)
-      ?? (typeof modelConfig.bos_token_id === 'number' ? modelConfig.bos_token_id : undefined);
+      ?? (Number.isSafeInteger(modelConfig.bos_token_id) && (modelConfig.bos_token_id as number) >= 0 &&
+          (modelConfig.bos_token_id as number) < this.vocabSize ? modelConfig.bos_token_id as number : undefined);
     if (this.bosToken === undefined && this.bosTokenId !== undefined) this.bosToken = this.hf.id_to_token(this.bosTokenId);
     const eos = new Set<number>();
     const own = this.eosToken !== undefined ? this.hf.token_to_id(this.eosToken) : undefined;
     if (own !== undefined) eos.add(own);
-    for (const id of [modelConfig.eos_token_id].flat()) if (typeof id === 'number') eos.add(id);
+    for (const id of [modelConfig.eos_token_id].flat() as number[]) if (Number.isSafeInteger(id) && id >= 0 && id < this.vocabSize) eos.add(id);
     this.eosTokenIds = [...eos];
     if (this.eosToken === undefined && this.eosTokenIds.length) this.eosToken = this.hf.id_to_token(this.eosTokenIds[0]);
   }
 
   /** Reads tokenizer.json, and tokenizer_config.json, generation_config.json, config.json if present. */
   static fromModelDir(dir: string): Tokenizer {
+    if (!modelFileExists(dir, 'tokenizer.json')) throw new Error(`${dir}: no tokenizer.json`);
+    const json = readModelJson(dir, 'tokenizer.json', MAX_TOKENIZER_JSON_BYTES)!;
     const file = path.join(dir, 'tokenizer.json');
-    if (!fs.existsSync(file)) throw new Error(`${dir}: no tokenizer.json`);
-    const json = JSON.parse(fs.readFileSync(file, 'utf8'));
-    const config = readJson(path.join(dir, 'tokenizer_config.json')) ?? {};
-    const model = { ...readJson(path.join(dir, 'config.json')), ...readJson(path.join(dir, 'generation_config.json')) };
-    return new Tokenizer(json, config, model);
+    if (typeof json.model !== 'object' || json.model === null || Array.isArray(json.model)) {
+      throw new Error(`${file}: field 'model' is missing (not a Hugging Face tokenizer.json)`);
+    }
+    const regex = decoderRegex(json.decoder);
+    if (regex !== undefined) {
+      throw new Error(`${file}: field 'decoder' uses the regex ${JSON.stringify(regex.slice(0, 40))}; decoding runs on the ` +
+        'server\'s event loop, where a regex is not bounded, so only String patterns are accepted there');
+    }
+    const config = readModelJson(dir, 'tokenizer_config.json') ?? {};
+    const model = { ...readModelJson(dir, 'config.json'), ...generationIds(readModelJson(dir, 'generation_config.json')) };
+    try {
+      return new Tokenizer(json, config, model);
+    } catch (e) {
+      throw new Error(`${file}: ${(e as Error).message}`);
+    }
   }
 
   get eosTokenId(): number | undefined {
@@ -69,6 +100,14 @@ export class Tokenizer {
 
   decode(ids: readonly number[], { skipSpecial = false }: DecodeOptions = {}): string {
     return this.hf.decode(ids as number[], { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
+  }
+
+  /** Every token's string piece by id ("▁the", "<0x0A>", "</s>"); '' where an id has none. */
+  vocabStrings(): string[] {
+    const entries = [...this.hf.get_vocab(true).entries()];
+    const out: string[] = new Array(Math.max(this.vocabSize, ...entries.map(([, id]) => id + 1))).fill('');
+    for (const [token, id] of entries) out[id] = token;
+    return out;
   }
 
   tokenToId(token: string): number | undefined {

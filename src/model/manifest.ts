@@ -5,6 +5,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { openModelFile } from './model_file';
 
 export const MANIFEST_NAME = 'gyre-manifest.json';
 export const MANIFEST_FORMAT = 'gyre-manifest/1';
@@ -80,10 +81,15 @@ export function parseManifest(text: string, where: string): Manifest {
   }
   if (m?.format !== MANIFEST_FORMAT) throw new Error(`${where}: field 'format' must be '${MANIFEST_FORMAT}'`);
   if (!Array.isArray(m.files)) throw new Error(`${where}: field 'files' must be a list`);
+  const seen = new Map<string, number>();
   m.files.forEach((f, i) => {
     const ok = f && typeof f.name === 'string' && isModelFile(f.name) && Number.isSafeInteger(f.size) && f.size >= 0 &&
       typeof f.sha256 === 'string' && /^[0-9a-f]{64}$/.test(f.sha256);
     if (!ok) throw new Error(`${where}: files[${i}] must be {name, size, sha256} of a model file`);
+    // Two entries would download into one path at once.
+    const first = seen.get(f.name);
+    if (first !== undefined) throw new Error(`${where}: files[${i}] repeats '${f.name}' (files[${first}])`);
+    seen.set(f.name, i);
   });
   return m;
 }
@@ -97,7 +103,9 @@ export async function verifyFolder(dir: string, m: Manifest, hashes: boolean): P
   for (const f of m.files) {
     const file = path.join(dir, f.name);
     if (!fs.existsSync(file)) throw new Error(`${file}: missing (listed in ${MANIFEST_NAME})`);
-    const size = fs.statSync(file).size;
+    // Only a regular file inside the folder is hashed (a FIFO would never end).
+    const { fd, size } = openModelFile(dir, f.name);
+    fs.closeSync(fd);
     if (size !== f.size) throw new Error(`${file}: ${size} bytes, but ${MANIFEST_NAME} says ${f.size}`);
     if (hashes) {
       const sha = await sha256File(file);

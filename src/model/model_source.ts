@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Manifest, MANIFEST_NAME, parseManifest, verifyFolder } from './manifest';
+import { modelFileExists, parseModelJson, readModelFile } from './model_file';
 import { jsonLineLog } from './progress';
 import type { DownloadOptions, DownloadResult } from './s3_download';
 
@@ -45,8 +46,12 @@ export function defaultCacheDir(): string {
 }
 
 function readLocalManifest(dir: string): Manifest | undefined {
+  if (!modelFileExists(dir, MANIFEST_NAME)) return undefined;
+  // Read under the model-folder rules, and parsed once here so that an error never quotes it.
   const file = path.join(dir, MANIFEST_NAME);
-  return fs.existsSync(file) ? parseManifest(fs.readFileSync(file, 'utf8'), file) : undefined;
+  const text = readModelFile(dir, MANIFEST_NAME);
+  parseModelJson(text, file);
+  return parseManifest(text, file);
 }
 
 async function resolveLocal(dir: string, source: 'local' | 'sagemaker', opts: ResolveOptions): Promise<ResolvedModel> {

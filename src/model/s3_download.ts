@@ -8,7 +8,7 @@
 // gyre-manifest.json while the rest keep downloading.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { isModelFile, type Manifest, MANIFEST_NAME, manifestKey, parseManifest, sha256File } from './manifest';
 import { jsonLineLog, Progress, type ProgressOptions } from './progress';
 import { makeS3Client, parseS3Uri, s3ErrorCode, type S3Location, s3Uri } from './s3_client';
@@ -223,6 +223,20 @@ export async function fetchPlan(plan: DownloadPlan, dir: string, client: S3Clien
     await fh.close();
     const name = s3Uri(plan.loc, job.remote.name);
     if (size !== job.remote.size) throw new Error(`${name}: downloaded ${size} bytes, expected ${job.remote.size}`);
+    if (!job.remote.sha256 && job.remote.etag) {
+      // No hash to check: a store that ignores If-Match could have served ranges of two versions.
+      let etag: string | undefined;
+      try {
+        etag = (await client.send(new HeadObjectCommand({ Bucket: plan.loc.bucket, Key: plan.loc.prefix + job.remote.name }),
+          { abortSignal: abort.signal })).ETag;
+      } catch (e) {
+        throw new Error(`${name}: cannot check its ETag after the download: ${describe(e)}`);
+      }
+      if (etag !== job.remote.etag) {
+        await fs.promises.rm(job.path, { force: true });
+        throw new Error(`${name}: changed in S3 during the download (ETag ${job.remote.etag} when listed, now ${etag ?? 'none'}); the file was discarded`);
+      }
+    }
     if (job.remote.sha256) {
       const sha = await sha256File(job.path);
       if (sha !== job.remote.sha256) {

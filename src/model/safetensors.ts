@@ -4,6 +4,7 @@
 // The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]} relative to the
 // start of the data; "__metadata__" holds string-to-string metadata.
 import * as fs from 'node:fs';
+import { openModelFile, parseModelJson } from './model_file';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I8';
 
@@ -23,6 +24,23 @@ export interface Tensor {
   dtype: DType;
   shape: number[];
   data: TensorData;
+}
+
+export const MAX_HEADER_BYTES = 100 * 2 ** 20;
+export const MAX_TENSORS_PER_FILE = 65536;
+export const MAX_DIMS = 8;
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Elements x bytesPer, or undefined when a dimension is not a count or the product passes 2^53. */
+export function checkedBytes(shape: readonly unknown[], bytesPer: number): number | undefined {
+  let n = bytesPer;
+  for (const d of shape) {
+    if (!isCount(d)) return undefined;
+    n *= d;
+    if (!Number.isSafeInteger(n)) return undefined;
+  }
+  return n;
 }
 
 export function numElements(shape: readonly number[]): number {
@@ -112,36 +130,68 @@ export class SafetensorsFile {
     this.tensors = tensors;
   }
 
-  /** Reads and checks the header only; tensor data is read on demand. */
+  /** Reads and checks the header only; tensor data is read on demand. Only a regular file is
+   *  read (opened non-blocking: a FIFO must not hang us). */
   static open(file: string): SafetensorsFile {
-    const fd = fs.openSync(file, 'r');
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     try {
-      const size = fs.fstatSync(fd).size;
-      const lenBuf = new Uint8Array(8);
-      if (size < 8 || fs.readSync(fd, lenBuf, 0, 8, 0) !== 8) throw new Error(`${file}: not a safetensors file (too short)`);
-      const headerLen = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
-      if (headerLen > size - 8 || headerLen > 100 * 1024 * 1024) throw new Error(`${file}: bad header length ${headerLen}`);
-      const headerBuf = new Uint8Array(headerLen);
-      fs.readSync(fd, headerBuf, 0, headerLen, 8);
-      const header = JSON.parse(new TextDecoder().decode(headerBuf)) as Record<string, unknown>;
-      const dataStart = 8 + headerLen;
-      const tensors = new Map<string, TensorInfo>();
-      let metadata: Record<string, string> = {};
-      for (const [name, v] of Object.entries(header)) {
-        if (name === '__metadata__') { metadata = v as Record<string, string>; continue; }
-        const e = v as { dtype: string; shape: number[]; data_offsets: [number, number] };
-        if (!(e.dtype in DTYPE_BYTES)) throw new Error(`${file}: tensor ${name}: unsupported dtype ${e.dtype}`);
-        const dtype = e.dtype as DType;
-        const [begin, end] = e.data_offsets;
-        if (end - begin !== numElements(e.shape) * DTYPE_BYTES[dtype] || dataStart + end > size) {
-          throw new Error(`${file}: tensor ${name}: data_offsets do not match shape or file size`);
-        }
-        tensors.set(name, { dtype, shape: e.shape, begin, end });
-      }
-      return new SafetensorsFile(file, metadata, tensors, dataStart);
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new Error(`${file}: not a regular file`);
+      return SafetensorsFile.read(fd, st.size, file);
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  /** A file of a model folder: dir/name under the rules of model_file.ts. */
+  static openInFolder(dir: string, name: string): SafetensorsFile {
+    const { fd, size, file } = openModelFile(dir, name);
+    try {
+      return SafetensorsFile.read(fd, size, file);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  // The checks of native/src/model/safetensors.cc: every number a non-negative integer, shape
+  // products and byte sizes computed without overflow, offsets inside the file; messages never
+  // quote the file's bytes.
+  private static read(fd: number, size: number, file: string): SafetensorsFile {
+    const lenBuf = new Uint8Array(8);
+    if (size < 8 || fs.readSync(fd, lenBuf, 0, 8, 0) !== 8) throw new Error(`${file}: not a safetensors file (too short)`);
+    const headerLen = new DataView(lenBuf.buffer).getBigUint64(0, true);
+    if (headerLen > BigInt(size - 8) || headerLen > BigInt(MAX_HEADER_BYTES)) {
+      throw new Error(`${file}: truncated or not safetensors: the header length in its first 8 bytes exceeds the file's ${size} bytes (or the ${MAX_HEADER_BYTES}-byte header limit)`);
+    }
+    const headerBuf = new Uint8Array(Number(headerLen));
+    fs.readSync(fd, headerBuf, 0, headerBuf.length, 8);
+    const header = parseModelJson(new TextDecoder().decode(headerBuf), `${file} header`);
+    if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new Error(`${file}: header is not a JSON object`);
+    const entries = Object.entries(header);
+    if (entries.length > MAX_TENSORS_PER_FILE + 1) throw new Error(`${file}: header lists ${entries.length} tensors (at most ${MAX_TENSORS_PER_FILE})`);
+    const dataStart = 8 + headerBuf.length;
+    const dataSize = size - dataStart;
+    const tensors = new Map<string, TensorInfo>();
+    let metadata: Record<string, string> = {};
+    for (const [name, v] of entries) {
+      if (name === '__metadata__') { metadata = (typeof v === 'object' && v !== null ? v : {}) as Record<string, string>; continue; }
+      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
+      if (!e || typeof e.dtype !== 'string' || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets) || e.data_offsets.length !== 2) {
+        throw new Error(`${file}: tensor '${name}': header entry needs dtype, shape and data_offsets`);
+      }
+      if (!(e.dtype in DTYPE_BYTES)) throw new Error(`${file}: tensor '${name}': unsupported dtype ${e.dtype.slice(0, 16)}`);
+      const dtype = e.dtype as DType;
+      if (e.shape.length > MAX_DIMS) throw new Error(`${file}: tensor '${name}': shape has ${e.shape.length} dimensions (at most ${MAX_DIMS})`);
+      const bytes = checkedBytes(e.shape, DTYPE_BYTES[dtype]);
+      if (bytes === undefined) throw new Error(`${file}: tensor '${name}': shape must hold non-negative integers whose byte size is at most 2^53`);
+      const [begin, end] = e.data_offsets as unknown[];
+      if (!isCount(begin) || !isCount(end)) throw new Error(`${file}: tensor '${name}': data_offsets must be two non-negative integers`);
+      if (end < begin) throw new Error(`${file}: tensor '${name}': data_offsets end before they begin`);
+      if (end > dataSize) throw new Error(`${file}: truncated: tensor '${name}' ends at byte ${end} of the data section but the file holds only ${dataSize}`);
+      if (end - begin !== bytes) throw new Error(`${file}: tensor '${name}': ${end - begin} bytes do not match shape [${e.shape.join(', ')}] of ${dtype}`);
+      tensors.set(name, { dtype, shape: e.shape as number[], begin, end });
+    }
+    return new SafetensorsFile(file, metadata, tensors, dataStart);
   }
 
   names(): string[] {
@@ -164,6 +214,41 @@ export class SafetensorsFile {
       fs.closeSync(fd);
     }
     return { dtype: t.dtype, shape: t.shape, data: typedView(t.dtype, bytes) };
+  }
+
+  /** Counts NaN and ±Inf elements of a float tensor, reading chunkBytes at a time (never the
+   *  whole tensor); first: the index of the first one. Integer tensors have none. */
+  countNonFinite(name: string, chunkBytes = 16 * 2 ** 20): { count: number; first: number } {
+    const t = this.info(name);
+    const width = DTYPE_BYTES[t.dtype];
+    // The exponent bits that, all set, mean NaN or Inf.
+    const mask = t.dtype === 'F32' ? 0x7f800000 : t.dtype === 'F16' ? 0x7c00 : t.dtype === 'BF16' ? 0x7f80 : 0;
+    const out = { count: 0, first: -1 };
+    if (!mask) return out;
+    const step = Math.max(width, chunkBytes - (chunkBytes % 4));
+    const buf = new Uint8Array(step);
+    const fd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    try {
+      for (let off = 0; off < t.end - t.begin; off += step) {
+        const n = Math.min(step, t.end - t.begin - off);
+        let got = 0;
+        while (got < n) {
+          const r = fs.readSync(fd, buf, got, n - got, this.dataStart + t.begin + off + got);
+          if (r === 0) throw new Error(`${this.path}: tensor '${name}' is cut short`);
+          got += r;
+        }
+        const words = width === 4 ? new Uint32Array(buf.buffer, 0, n / 4) : new Uint16Array(buf.buffer, 0, n / 2);
+        for (let i = 0; i < words.length; i++) {
+          if ((words[i] & mask) === mask) {
+            if (out.first < 0) out.first = off / width + i;
+            out.count++;
+          }
+        }
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return out;
   }
 
   /** Any floating dtype, widened to float32. */

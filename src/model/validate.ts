@@ -21,6 +21,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NativeModelConfig } from '../engine/native';
+import { decoderRegex } from '../engine/tokenizer';
+import type { TextLimits } from '../engine/tokenizer_pool';
+import { readGenerationConfig } from './generation_config';
+import {
+  isPlainName, MAX_TOKENIZER_JSON_BYTES, modelFileExists, parseModelJson, readModelFile, readModelJson,
+} from './model_file';
 import { SafetensorsFile, type TensorInfo } from './safetensors';
 
 export const A10G_BYTES = 23_028 * 2 ** 20;
@@ -43,6 +49,10 @@ export interface ValidateOptions {
   memoryFraction?: number;
   /** false: a missing tokenizer.json is a warning (an ids-only model, e.g. a merge input). */
   requireTokenizer?: boolean;
+  /** Also read every weight and report NaN / Inf values (reads the whole model). */
+  checkValues?: boolean;
+  /** The limits the template and tokenizer probes run under (default: the serving limits). */
+  textLimits?: Partial<TextLimits>;
 }
 
 export interface ValidationReport {
@@ -79,9 +89,7 @@ export interface Int8Config {
 
 /** Reads <dir>/config.json's quantization_config; undefined without one (or without config.json). */
 export function readQuantizationConfig(dir: string): Record<string, unknown> | undefined {
-  const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) return undefined;
-  const q = (JSON.parse(fs.readFileSync(file, 'utf8')) as { quantization_config?: unknown }).quantization_config;
+  const q = readModelJson(dir, 'config.json')?.quantization_config;
   return q && typeof q === 'object' ? q as Record<string, unknown> : undefined;
 }
 
@@ -121,29 +129,59 @@ export function expectedTensors(c: ModelConfig): Map<string, number[]> {
 
 interface Located { file: string; info: TensorInfo }
 
-/** Every tensor of the folder's weight files, with index/shard agreement checked. */
+/** Bounds of the shard index (as native/src/model/model_file.h). */
+export const MAX_WEIGHT_MAP_ENTRIES = 65536;
+export const MAX_SHARDS = 4096;
+
+/** Every tensor of the folder's weight files, with index/shard agreement checked. Index entries
+ *  are checked before any file is opened; only plain names inside the folder are opened. */
 function collectTensors(dir: string, errors: string[], warnings: string[]): Map<string, Located> {
   const found = new Map<string, Located>();
-  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  const INDEX = 'model.safetensors.index.json';
+  const indexFile = path.join(dir, INDEX);
   const onDisk = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors'));
   let weightMap: Record<string, unknown> | undefined;
   let shards: string[];
-  if (fs.existsSync(indexFile)) {
+  if (modelFileExists(dir, INDEX)) {
     try {
-      weightMap = (JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { weight_map?: Record<string, unknown> }).weight_map;
+      weightMap = readModelJson(dir, INDEX)!.weight_map as Record<string, unknown> | undefined;
     } catch (e) {
-      errors.push(`${indexFile}: not valid JSON (${(e as Error).message})`);
+      errors.push((e as Error).message);
       return found;
     }
-    if (!weightMap || typeof weightMap !== 'object') {
+    if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) {
       errors.push(`${indexFile}: field 'weight_map' is missing`);
       return found;
     }
-    shards = [...new Set(Object.values(weightMap).map(String))].sort();
-    for (const [name, shard] of Object.entries(weightMap)) {
-      if (typeof shard !== 'string' || !shard || shard.includes('/')) errors.push(`${indexFile}: weight_map['${name}'] must be a file name in the model folder`);
+    const entries = Object.entries(weightMap);
+    if (entries.length > MAX_WEIGHT_MAP_ENTRIES) {
+      errors.push(`${indexFile}: field 'weight_map' has ${entries.length} entries (at most ${MAX_WEIGHT_MAP_ENTRIES})`);
+      return found;
     }
-    for (const extra of onDisk.filter((n) => !shards.includes(n))) warnings.push(`${path.join(dir, extra)}: not in the index; it is ignored`);
+    const byShard = new Map<string, string[]>();
+    for (const [name, shard] of entries) {
+      if (!isPlainName(shard)) {
+        errors.push(`${indexFile}: weight_map['${name}'] must be a file name in the model folder`);
+        continue;
+      }
+      const names = byShard.get(shard);
+      if (names) names.push(name);
+      else byShard.set(shard, [name]);
+    }
+    if (byShard.size > MAX_SHARDS) {
+      errors.push(`${indexFile}: field 'weight_map' names ${byShard.size} shard files (at most ${MAX_SHARDS})`);
+      return found;
+    }
+    shards = [...byShard.keys()].sort();
+    const listed = new Set(shards);
+    for (const extra of onDisk.filter((n) => !listed.has(n))) warnings.push(`${path.join(dir, extra)}: not in the index; it is ignored`);
+    for (const shard of shards) {
+      if (!modelFileExists(dir, shard)) {
+        const names = byShard.get(shard)!;
+        errors.push(`${indexFile}: shard '${shard}' (for tensor '${names[0]}'${names.length > 1 ? ` and ${names.length - 1} more` : ''}) is missing`);
+      }
+    }
+    shards = shards.filter((sh) => modelFileExists(dir, sh));
   } else if (onDisk.includes('model.safetensors')) {
     shards = ['model.safetensors'];
     for (const extra of onDisk.filter((n) => n !== 'model.safetensors')) warnings.push(`${path.join(dir, extra)}: ignored (not model.safetensors and no index)`);
@@ -153,20 +191,17 @@ function collectTensors(dir: string, errors: string[], warnings: string[]): Map<
       : `${dir}: no model.safetensors or model.safetensors.index.json`);
     return found;
   }
+  const opened = new Set<string>();
   for (const shard of shards) {
     const file = path.join(dir, shard);
-    if (!fs.existsSync(file)) {
-      const names = Object.entries(weightMap ?? {}).filter(([, s]) => s === shard).map(([n]) => n);
-      errors.push(`${indexFile}: shard '${shard}' (for tensor '${names[0]}'${names.length > 1 ? ` and ${names.length - 1} more` : ''}) is missing`);
-      continue;
-    }
     let f: SafetensorsFile;
     try {
-      f = SafetensorsFile.open(file);
+      f = SafetensorsFile.openInFolder(dir, shard);
     } catch (e) {
       errors.push((e as Error).message);
       continue;
     }
+    opened.add(shard);
     for (const [name, info] of f.tensors) {
       const prev = found.get(name);
       if (prev) errors.push(`${file}: tensor '${name}' is also in ${prev.file}`);
@@ -174,72 +209,142 @@ function collectTensors(dir: string, errors: string[], warnings: string[]): Map<
       if (weightMap && weightMap[name] !== shard) {
         errors.push(weightMap[name] === undefined
           ? `${indexFile}: does not list tensor '${name}', which ${shard} holds`
-          : `${indexFile}: maps tensor '${name}' to ${weightMap[name]}, but ${shard} holds it`);
+          : `${indexFile}: maps tensor '${name}' to ${String(weightMap[name]).slice(0, 200)}, but ${shard} holds it`);
       }
     }
   }
   for (const [name, shard] of Object.entries(weightMap ?? {})) {
-    const at = found.get(name);
-    if (!at && fs.existsSync(path.join(dir, String(shard)))) errors.push(`${indexFile}: maps tensor '${name}' to ${shard}, which does not hold it`);
+    if (!found.has(name) && opened.has(shard as string)) errors.push(`${indexFile}: maps tensor '${name}' to ${shard}, which does not hold it`);
   }
   return found;
 }
 
-/** The tokenizer's vocabulary size: the largest id it can produce, plus one. */
-export function tokenizerVocabSize(tokenizerJson: string): number {
-  const t = JSON.parse(tokenizerJson) as { model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] };
-  const vocab = t.model?.vocab;
+/** The tokenizer's vocabulary size: the largest id it can produce, plus one. Throws for a JSON
+ *  document that is not a Hugging Face tokenizer (naming the field). */
+export function tokenizerVocabSize(tokenizerJson: string, file = 'tokenizer.json'): number {
+  const t = parseModelJson(tokenizerJson, file) as { model?: { vocab?: unknown }; added_tokens?: unknown } | null;
+  if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new Error(`${file}: expected a JSON object`);
+  if (typeof t.model !== 'object' || t.model === null || Array.isArray(t.model)) throw new Error(`${file}: field 'model' is missing (not a Hugging Face tokenizer.json)`);
+  const vocab = t.model.vocab;
   let max = -1;
   if (Array.isArray(vocab)) max = vocab.length - 1;
-  else if (vocab) for (const id of Object.values(vocab)) max = Math.max(max, id);
-  for (const a of t.added_tokens ?? []) max = Math.max(max, a.id);
+  else if (vocab && typeof vocab === 'object') for (const id of Object.values(vocab)) if (Number.isSafeInteger(id)) max = Math.max(max, id as number);
+  if (t.added_tokens !== undefined && !Array.isArray(t.added_tokens)) throw new Error(`${file}: field 'added_tokens' must be a list`);
+  for (const a of (t.added_tokens ?? []) as { id?: unknown }[]) if (Number.isSafeInteger(a?.id)) max = Math.max(max, a.id as number);
   return max + 1;
 }
 
-function checkTokenizer(dir: string, c: ModelConfig, r: ValidationReport, required: boolean): void {
+function checkTokenizer(dir: string, c: ModelConfig, r: ValidationReport, required: boolean): boolean {
   const file = path.join(dir, 'tokenizer.json');
-  if (!fs.existsSync(file)) {
+  if (!modelFileExists(dir, 'tokenizer.json')) {
     (required ? r.errors : r.warnings).push(`${file}: missing (text prompts and chat need the Hugging Face tokenizer.json)`);
-    return;
+    return false;
   }
   try {
-    r.tokenizerVocab = tokenizerVocabSize(fs.readFileSync(file, 'utf8'));
+    const text = readModelFile(dir, 'tokenizer.json', MAX_TOKENIZER_JSON_BYTES);
+    r.tokenizerVocab = tokenizerVocabSize(text, file);
+    const regex = decoderRegex((JSON.parse(text) as { decoder?: unknown }).decoder);
+    if (regex !== undefined) {
+      r.errors.push(`${file}: field 'decoder' uses the regex ${JSON.stringify(regex.slice(0, 40))}; decoding runs on the ` +
+        'server\'s event loop, where a regex is not bounded, so only String patterns are accepted there');
+      return false;
+    }
   } catch (e) {
-    r.errors.push(`${file}: not valid JSON (${(e as Error).message})`);
-    return;
+    r.errors.push((e as Error).message);
+    return false;
   }
   if (r.tokenizerVocab > c.vocabSize) {
     r.errors.push(`${file}: vocabulary of ${r.tokenizerVocab} tokens does not fit the embedding ` +
       `(model.embed_tokens.weight has ${c.vocabSize} rows, config.json vocab_size)`);
   }
+  return true;
 }
 
-async function checkChatTemplate(dir: string, r: ValidationReport): Promise<void> {
+/** Whether chat requests have a template: tokenizer_config.json's, or a built-in one. */
+async function checkChatTemplate(dir: string, r: ValidationReport): Promise<boolean> {
   const file = path.join(dir, 'tokenizer_config.json');
   let source: string | undefined;
-  if (fs.existsSync(file)) {
-    try {
-      const t = (JSON.parse(fs.readFileSync(file, 'utf8')) as { chat_template?: unknown }).chat_template;
-      source = typeof t === 'string' ? t : Array.isArray(t) ? (t.find((x) => x?.name === 'default') ?? t[0])?.template : undefined;
-    } catch (e) {
-      r.errors.push(`${file}: not valid JSON (${(e as Error).message})`);
-      return;
-    }
+  try {
+    const t = readModelJson(dir, 'tokenizer_config.json')?.chat_template;
+    source = typeof t === 'string' ? t : Array.isArray(t) ? (t.find((x) => x?.name === 'default') ?? t[0])?.template : undefined;
+  } catch (e) {
+    r.errors.push((e as Error).message);
+    return false;
   }
   const { ChatTemplate, builtinTemplateFor } = await import('../engine/chat_template');
   if (source) {
     try {
       new ChatTemplate(source);
       r.chatTemplate = `${file} (chat_template)`;
+      return true;
     } catch (e) {
       r.errors.push(`${file}: field 'chat_template': ${(e as Error).message}`);
+      return false;
     }
-    return;
   }
-  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  const builtin = builtinTemplateFor(config);
+  const builtin = builtinTemplateFor(readModelJson(dir, 'config.json') ?? {});
+  if (!builtin) {
+    r.warnings.push(`${file}: no chat_template and no built-in one for this architecture; chat requests are refused`);
+    return false;
+  }
   r.chatTemplate = `built-in ${builtin}`;
   r.warnings.push(`${file}: no chat_template; chat requests use the built-in ${builtin} template`);
+  return true;
+}
+
+/** A conversation every chat template should render (no system turn: some templates refuse one). */
+const SAMPLE_CONVERSATION = [
+  { role: 'user', content: 'Hello! What is 2+2?' },
+  { role: 'assistant', content: '4.' },
+  { role: 'user', content: 'And times 3?' },
+];
+
+/** Texts that make a backtracking regex blow up: runs of one character class, then a character
+ *  that breaks the match: short (exponential patterns), and a few long (polynomial ones). */
+const LONG_PROBES = ['a', ' ', '0', '\n', 'ab'];
+
+export function tokenizerProbes(): string[] {
+  const probes: string[] = [];
+  for (const c of ['a', 'A', '0', ' ', '\t', '\n', '.', '-', 'ab', 'é', '中', '😀']) {
+    const run = (n: number) => c.repeat(Math.ceil(n / c.length));
+    probes.push(`${run(48)}!`, `${run(48)}\u0000`);
+    if (LONG_PROBES.includes(c)) probes.push(`${run(4096)}!`);
+  }
+  return probes;
+}
+
+/** Runs the chat template on a sample conversation and the tokenizer on adversarial probes, in a
+ *  worker process under the serving limits (GYRE_TEXT_TIMEOUT_MS, GYRE_TEXT_MEMORY_MB): what
+ *  exceeds them here would take a server's worker down on a request. */
+async function probeText(dir: string, r: ValidationReport, chat: boolean, limits?: Partial<TextLimits>): Promise<void> {
+  const { TokenizerPool, TextLimitError } = await import('../engine/tokenizer_pool');
+  const { ChatTemplateError } = await import('../engine/chat_template');
+  const pool = new TokenizerPool(dir, { ...limits, size: 1 });
+  const tokenizerFile = path.join(dir, 'tokenizer.json');
+  try {
+    if (chat) {
+      try {
+        await pool.encodeChat(SAMPLE_CONVERSATION);
+      } catch (e) {
+        const where = r.chatTemplate?.startsWith('built-in') ? `the ${r.chatTemplate} chat template` : `${path.join(dir, 'tokenizer_config.json')}: field 'chat_template'`;
+        if (e instanceof ChatTemplateError) r.warnings.push(`${where} refused a sample user/assistant/user conversation: ${e.message}`);
+        else if (e instanceof TextLimitError) r.errors.push(`${where}: rendering a 3-message conversation: ${e.message}`);
+        else r.errors.push(`${tokenizerFile}: ${(e as Error).message}`);
+        if (!(e instanceof ChatTemplateError)) return;
+      }
+    }
+    for (const probe of tokenizerProbes()) {
+      try {
+        await pool.encode(probe, { decode: true });
+      } catch (e) {
+        const what = `${JSON.stringify(probe.slice(0, 2))} x ${probe.length - 1} + ${JSON.stringify(probe.slice(-1))}`;
+        r.errors.push(`${tokenizerFile}: tokenizing the probe ${what}: ${(e as Error).message}`);
+        return;
+      }
+    }
+  } finally {
+    await pool.close();
+  }
 }
 
 /** Validates a local model folder. Never throws for a bad model: problems land in errors. */
@@ -314,6 +419,7 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
     bytes += t.info.end - t.info.begin;
     if (quantized || (!int8 && isLinearWeight(name))) { linearElems += n; linearRows += t.info.shape[0] ?? 0; } else otherElems += n;
   }
+  if (opts.checkValues) checkValues(tensors, used, r);
   const unused = [...tensors.keys()].filter((n) => !used.has(n) && !expected.has(n));
   if (unused.length) r.warnings.push(`${unused.length} tensors are not used and are ignored (e.g. '${unused[0]}')`);
   if (dtypes.size > 1) r.warnings.push(`mixed weight dtypes: ${[...dtypes].join(', ')}`);
@@ -331,10 +437,34 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
       (!int8 && r.a10g.int8.kvCacheTokens >= c.maxPositionEmbeddings
         ? `; with 8-bit weights (--quantization int8) it holds ${r.a10g.int8.kvCacheTokens}` : ''));
   }
-  checkTokenizer(dir, c, r, opts.requireTokenizer ?? true);
-  await checkChatTemplate(dir, r);
+  let generationOk = true;
+  try {
+    r.warnings.push(...readGenerationConfig(dir, c.vocabSize).warnings);
+  } catch (e) {
+    r.errors.push((e as Error).message);
+    generationOk = false;   // the tokenizer reads it too: no probe
+  }
+  const chat = await checkChatTemplate(dir, r);
+  if (checkTokenizer(dir, c, r, opts.requireTokenizer ?? true) && generationOk) await probeText(dir, r, chat, opts.textLimits);
   r.ok = r.errors.length === 0;
   return r;
+}
+
+/** NaN / Inf in the weights the model uses: each tensor that holds any, with a count and the
+ *  first index (a NaN embedding row otherwise loads and produces token 0 for ever). */
+function checkValues(tensors: Map<string, Located>, used: Set<string>, r: ValidationReport): void {
+  const files = new Map<string, SafetensorsFile>();
+  for (const name of [...used].sort()) {
+    const t = tensors.get(name)!;
+    try {
+      let f = files.get(t.file);
+      if (!f) files.set(t.file, f = SafetensorsFile.open(t.file));
+      const { count, first } = f.countNonFinite(name);
+      if (count) r.errors.push(`${t.file}: tensor '${name}' holds ${count} NaN or infinite values (the first at element ${first})`);
+    } catch (e) {
+      r.errors.push((e as Error).message);
+    }
+  }
 }
 
 function kvTokens(r: ValidationReport, weightBytes: number): number {

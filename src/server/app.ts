@@ -83,8 +83,8 @@ function errorHandler(ctx: ServerContext) {
     const style = (res.locals.style as ApiStyle | undefined) ?? (req.path.startsWith('/v1/') ? 'openai' : 'tgi');
     const wire = toWire(e, style);
     for (const [k, v] of Object.entries(wire.headers)) res.setHeader(k, v);
-    // The rest of an oversized body is not read: close the connection after answering.
-    if (e.kind === 'too_large') res.setHeader('Connection', 'close');
+    // The rest of the body is not read: close the connection after answering.
+    if (!req.complete) res.setHeader('Connection', 'close');
     res.status(wire.status).json(wire.body);
   };
 }

@@ -1,6 +1,8 @@
 // Request bodies: read up to the limit (SageMaker's 6 MB), decoded as strict UTF-8, refused when
 // nested deeper than MAX_DEPTH (before JSON.parse, so no recursion ever sees them), then parsed.
-// Any content type is accepted: curl and some SDKs send JSON without saying so.
+// Any content type is accepted: curl and some SDKs send JSON without saying so. A body must arrive
+// within a time limit (408), and the bytes of all bodies being received are capped together (503),
+// so slow or stalled senders cannot hold the server's memory.
 import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../api/errors';
 
@@ -9,7 +11,35 @@ export const MAX_DEPTH = 64;
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** The bytes of every body being received, against one cap. */
+export class BodyBudget {
+  private bytes = 0;
+
+  constructor(readonly max: number) {}
+
+  get inFlight(): number {
+    return this.bytes;
+  }
+
+  tryTake(n: number): boolean {
+    if (this.bytes + n > this.max) return false;
+    this.bytes += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.bytes -= n;
+  }
+}
+
+export interface BodyLimits {
+  maxBytes?: number;
+  timeoutMs?: number;
+  budget?: BodyBudget;
+}
+
+function readRaw(req: IncomingMessage, opts: BodyLimits): Promise<Buffer> {
+  const limit = opts.maxBytes ?? MAX_BODY_BYTES;
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
@@ -19,19 +49,38 @@ function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
     const parts: Buffer[] = [];
     let size = 0;
     let done = false;
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > limit) {
-        done = true;
+    const settle = (e?: ApiError) => {
+      if (done) return false;
+      done = true;
+      clearTimeout(timer);
+      opts.budget?.give(size);
+      req.off('data', onData);
+      if (e) {
         parts.length = 0;
-        reject(tooLarge(size, limit));
+        req.pause();   // the rest is not read: the error reply closes the connection
+        reject(e);
+      }
+      return true;
+    };
+    const onData = (chunk: Buffer) => {
+      if (done) return;
+      if (size + chunk.length > limit) { settle(tooLarge(size + chunk.length, limit)); return; }
+      if (opts.budget && !opts.budget.tryTake(chunk.length)) {
+        settle(new ApiError('unavailable', `request bodies in flight would exceed ${opts.budget.max} bytes ` +
+          '(GYRE_MAX_BODY_BYTES_IN_FLIGHT); retry shortly', { retryAfter: 1 }));
         return;
       }
+      size += chunk.length;
       parts.push(chunk);
-    });
-    req.on('end', () => { if (!done) { done = true; resolve(Buffer.concat(parts)); } });
-    req.on('error', (e) => { if (!done) { done = true; reject(new ApiError('malformed', `could not read the body: ${e.message}`)); } });
+    };
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
+      settle(new ApiError('timeout', `the request body did not arrive within ${opts.timeoutMs! / 1000} s (GYRE_BODY_TIMEOUT)`));
+    }, opts.timeoutMs);
+    req.on('data', onData);
+    req.on('end', () => { if (settle()) resolve(Buffer.concat(parts)); });
+    req.on('error', (e) => settle(new ApiError('malformed', `could not read the body: ${e.message}`)));
+    // The client went away mid-body: its bytes are given back at once.
+    req.on('close', () => settle(new ApiError('malformed', 'the connection closed before the body ended')));
   });
 }
 
@@ -58,9 +107,9 @@ export function jsonDepth(text: string, max = MAX_DEPTH): number {
   return deepest;
 }
 
-/** Reads and parses a JSON body. Throws ApiError (413, or 400 with what is wrong). */
-export async function readJson(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
-  const raw = await readRaw(req, limit);
+/** Reads and parses a JSON body. Throws ApiError (413, 408, 503, or 400 with what is wrong). */
+export async function readJson(req: IncomingMessage, opts: BodyLimits = {}): Promise<unknown> {
+  const raw = await readRaw(req, opts);
   let text: string;
   try {
     text = decoder.decode(raw);

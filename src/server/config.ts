@@ -26,6 +26,9 @@ export interface ServeConfig {
   gpuMemoryBudget?: string;       // absolute cap, e.g. 24G (emulates an A10G on a larger card)
   quantization: Quantization;     // int8: float weights quantized at load (int8 files run int8 anyway)
   quantizeLmHead: boolean;        // with int8: the LM head too
+  maxResponseBufferBytes: number; // a stream further behind than this is aborted (slow client)
+  bodyTimeoutMs: number;          // a request body must arrive within this (408)
+  maxBodyBytesInFlight: number;   // request bodies being received, all together (503 past it)
 }
 
 export class ConfigError extends Error {}
@@ -36,6 +39,9 @@ export const DEFAULTS = {
   maxWaiting: 1024,
   drainTimeoutS: 25,
   emfIntervalS: 10,
+  maxResponseBufferBytes: 1024 * 1024,
+  bodyTimeoutS: 30,
+  maxBodyBytesInFlight: 64 * 1024 * 1024,
 };
 
 type Env = Record<string, string | undefined>;
@@ -155,5 +161,8 @@ export function resolveConfig(flags: Record<string, unknown>, env: Env = process
     emfIntervalMs: 1000 * (intSetting(flags, 'emfInterval', env, ['GYRE_EMF_INTERVAL'], 0) ?? DEFAULTS.emfIntervalS),
     ...gpuMemorySettings(flags, env),
     ...quantization,
+    maxResponseBufferBytes: intSetting(flags, 'maxResponseBuffer', env, ['GYRE_MAX_RESPONSE_BUFFER'], 1) ?? DEFAULTS.maxResponseBufferBytes,
+    bodyTimeoutMs: 1000 * (intSetting(flags, 'bodyTimeout', env, ['GYRE_BODY_TIMEOUT'], 1) ?? DEFAULTS.bodyTimeoutS),
+    maxBodyBytesInFlight: intSetting(flags, 'maxBodyBytesInFlight', env, ['GYRE_MAX_BODY_BYTES_IN_FLIGHT'], 1) ?? DEFAULTS.maxBodyBytesInFlight,
   };
 }

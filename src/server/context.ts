@@ -1,5 +1,6 @@
 // What every route shares: the settings, the model host, admission, metrics and the logger.
 import type { Admission } from './admission';
+import type { BodyLimits } from './body';
 import type { ServeConfig } from './config';
 import type { EmfReporter } from './emf';
 import type { Logger } from './logger';
@@ -10,6 +11,7 @@ export interface ServerContext {
   cfg: ServeConfig;
   host: ModelHost;
   admission: Admission;
+  bodyLimits: BodyLimits;   // time limit and shared byte budget for request bodies
   metrics: Metrics;
   emf: EmfReporter;
   logger: Logger;

@@ -34,9 +34,15 @@ function failure(choices: readonly Choice[]): ApiError | undefined {
   return new ApiError('unavailable', `the request was aborted: ${failed.error ?? 'the server is shutting down'}`);
 }
 
+/** A stream whose unsent bytes pass maxBufferBytes (a client not reading) is aborted. */
+export interface SlowClientPolicy {
+  maxBufferBytes: number;
+  onAbort(bufferedBytes: number): void;
+}
+
 export async function runPlan(model: ServedModel, admission: Admission, res: Response, plan: Plan,
                               format: ResponseFormat, stream: boolean, record: GenerationRecord,
-                              startMs: number): Promise<void> {
+                              startMs: number, slow: SlowClientPolicy): Promise<void> {
   const release = admission.admit(plan.requests.length);
   const streams: AsyncIterableIterator<GenerationChunk>[] = [];
   try {
@@ -58,7 +64,17 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
   res.on('close', onClose);
   res.on('error', onClose);
   const write = (bytes: string) => {
-    if (bytes && !clientGone && !res.destroyed) res.write(bytes);
+    if (!bytes || clientGone || res.destroyed) return;
+    res.write(bytes);
+    // Bytes Node holds for this client (response and socket buffers; the kernel's are fixed, see
+    // server.ts): past the cap the client has fallen behind, and buffering stops here.
+    const buffered = res.writableLength;
+    if (buffered > slow.maxBufferBytes) {
+      clientGone = true;
+      streams.forEach((s) => void s.return?.());
+      slow.onAbort(buffered);
+      res.destroy();
+    }
   };
   try {
     if (stream) {
@@ -83,6 +99,7 @@ export async function runPlan(model: ServedModel, admission: Admission, res: Res
           streams.forEach((other) => void other.return?.());
         } else {
           write(format.chunk(c, chunk));
+          c.forgetTop();
         }
       }
     }));

@@ -21,6 +21,7 @@ export class Metrics {
   private readonly e2e: Histogram;
   private readonly ttft: Histogram;
   private readonly tpot: Histogram;
+  private readonly slowClientAborts: Counter;
   private lastStats?: NativeEngineStats;
 
   constructor(private readonly stats: () => NativeEngineStats | undefined) {
@@ -28,6 +29,7 @@ export class Metrics {
     this.requests = new Counter({ name: 'gyre_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers });
     this.e2e = new Histogram({ name: 'gyre_e2e_request_latency_seconds', help: 'generation request latency, end to end', buckets: LATENCY_BUCKETS, registers });
     this.ttft = new Histogram({ name: 'gyre_time_to_first_token_seconds', help: 'time to the first generated token', buckets: LATENCY_BUCKETS, registers });
+    this.slowClientAborts = new Counter({ name: 'gyre_slow_client_aborts_total', help: 'streams aborted because the client fell too far behind (GYRE_MAX_RESPONSE_BUFFER)', registers });
     this.tpot = new Histogram({ name: 'gyre_time_per_output_token_seconds', help: 'time per generated token after the first', buckets: TPOT_BUCKETS, registers });
 
     const self = this;
@@ -70,6 +72,10 @@ export class Metrics {
 
   countRequest(route: string, status: number): void {
     this.requests.inc({ route, status: String(status) });
+  }
+
+  countSlowClientAbort(): void {
+    this.slowClientAborts.inc();
   }
 
   observe(f: RequestFigures): void {

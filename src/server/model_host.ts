@@ -37,8 +37,9 @@ export function engineOptions(cfg: ServeConfig): EngineOptions {
 
 /** One short greedy generation, so the first real request does not pay for cold paths. */
 async function warmUp(engine: Engine): Promise<void> {
-  const prompt = engine.tokenizer ? { prompt: 'Hello' } : { promptIds: [engine.config.bosTokenId] };
-  for await (const c of engine.generate({ ...prompt, maxTokens: 2, temperature: 0, ignoreEos: true })) {
+  // Through the tokenizer workers (as requests go), which also starts them.
+  const promptIds = engine.tokenizer ? await engine.encodePrompt({ prompt: 'Hello' }) : [engine.config.bosTokenId];
+  for await (const c of engine.generate({ promptIds, maxTokens: 2, temperature: 0, ignoreEos: true })) {
     if (c.finishReason === 'error' || c.finishReason === 'abort') throw new Error(`warm-up generation failed: ${c.error ?? c.finishReason}`);
   }
 }

@@ -12,7 +12,7 @@ import { parseTgi, planTgi } from '../api/tgi_request';
 import { TgiFormat } from '../api/tgi_response';
 import { readJson } from './body';
 import type { ServerContext } from './context';
-import { type GenerationRecord, runPlan } from './generation';
+import { type GenerationRecord, type SlowClientPolicy, runPlan } from './generation';
 
 /** The served model, or a 503 that says why there is none. */
 export function readyModel(ctx: ServerContext): ServedModel {
@@ -36,7 +36,7 @@ async function generate(ctx: ServerContext, res: Response, body: unknown, kind: 
     const record: GenerationRecord = { api: 'tgi', stream: req.stream, choices: 1, unknownFields: req.unknown };
     res.locals.generation = record;
     const plan = await planTgi(req, model);
-    await track(res, runPlan(model, ctx.admission, res, plan, new TgiFormat(req, model, opts.wrap ?? false), req.stream, record, startMs));
+    await track(res, runPlan(model, ctx.admission, res, plan, new TgiFormat(req, model, opts.wrap ?? false), req.stream, record, startMs, slowClients(ctx, record)));
     return;
   }
   const req = kind === 'chat' ? parseChat(body) : parseCompletion(body);
@@ -44,7 +44,18 @@ async function generate(ctx: ServerContext, res: Response, body: unknown, kind: 
   res.locals.generation = record;
   const plan = await planOpenAi(req, model);
   record.choices = plan.requests.length;
-  await track(res, runPlan(model, ctx.admission, res, plan, new OpenAiFormat(req, model, ctx.fingerprint), req.stream, record, startMs));
+  await track(res, runPlan(model, ctx.admission, res, plan, new OpenAiFormat(req, model, ctx.fingerprint), req.stream, record, startMs, slowClients(ctx, record)));
+}
+
+function slowClients(ctx: ServerContext, record: GenerationRecord): SlowClientPolicy {
+  return {
+    maxBufferBytes: ctx.cfg.maxResponseBufferBytes,
+    onAbort(buffered) {
+      ctx.metrics.countSlowClientAbort();
+      ctx.logger.warn({ api: record.api, choices: record.choices, buffered_bytes: buffered, max_buffer_bytes: ctx.cfg.maxResponseBufferBytes },
+        'aborted a client that fell behind its stream');
+    },
+  };
 }
 
 /** The request log waits for this when the client leaves before the generation has wound down. */
@@ -57,7 +68,7 @@ export function addGenerateRoutes(router: Router, ctx: ServerContext): void {
   // SageMaker's route; TGI's `/` takes the same bodies and answers the same way.
   router.post(['/invocations', '/'], async (req: Request, res: Response) => {
     setStyle(res, 'tgi');
-    const body = await readJson(req);
+    const body = await readJson(req, ctx.bodyLimits);
     let kind: BodyKind | undefined;
     try {
       kind = detectBody(body);
@@ -70,18 +81,18 @@ export function addGenerateRoutes(router: Router, ctx: ServerContext): void {
   // As in TGI, /generate never streams and /generate_stream always does.
   router.post('/generate', async (req: Request, res: Response) => {
     setStyle(res, 'tgi');
-    await generate(ctx, res, await readJson(req), 'tgi', { streamRoute: false });
+    await generate(ctx, res, await readJson(req, ctx.bodyLimits), 'tgi', { streamRoute: false });
   });
   router.post('/generate_stream', async (req: Request, res: Response) => {
     setStyle(res, 'tgi');
-    await generate(ctx, res, await readJson(req), 'tgi', { streamRoute: true });
+    await generate(ctx, res, await readJson(req, ctx.bodyLimits), 'tgi', { streamRoute: true });
   });
   router.post('/v1/chat/completions', async (req: Request, res: Response) => {
     setStyle(res, 'openai');
-    await generate(ctx, res, await readJson(req), 'chat');
+    await generate(ctx, res, await readJson(req, ctx.bodyLimits), 'chat');
   });
   router.post('/v1/completions', async (req: Request, res: Response) => {
     setStyle(res, 'openai');
-    await generate(ctx, res, await readJson(req), 'completion');
+    await generate(ctx, res, await readJson(req, ctx.bodyLimits), 'completion');
   });
 }

@@ -10,6 +10,10 @@ import type { ServeConfig } from './config';
 import type { ServerContext } from './context';
 import type { Logger } from './logger';
 import type { EngineLoader } from './model_host';
+import { loadAddon } from '../engine/native';
+
+/** SO_SNDBUF of each connection (the kernel doubles it): ample for token streams. */
+const SOCKET_SEND_BUFFER_BYTES = 128 * 1024;
 
 export interface StartOptions {
   logger?: Logger;
@@ -40,7 +44,23 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
   // accepts connections meanwhile, and requests wait here for the app.
   let app: http.RequestListener | undefined;
   const early: [http.IncomingMessage, http.ServerResponse][] = [];
-  const server = http.createServer((req, res) => (app ? app(req, res) : early.push([req, res])));
+  // Responses not yet finished: at the drain deadline each gets its error reply before sockets close.
+  const open = new Set<http.ServerResponse>();
+  let onAllClosed: (() => void) | undefined;
+  const server = http.createServer((req, res) => {
+    open.add(res);
+    res.on('close', () => {
+      open.delete(res);
+      if (open.size === 0) onAllClosed?.();
+    });
+    if (app) app(req, res);
+    else early.push([req, res]);
+  });
+  const allClosed = (timeoutMs: number) => new Promise<void>((resolve) => {
+    if (open.size === 0) { resolve(); return; }
+    const timer = setTimeout(resolve, timeoutMs);
+    onAllClosed = () => { clearTimeout(timer); resolve(); };
+  });
   // Longer than any load balancer's idle timeout, so a reused connection is never cut under it.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
@@ -50,9 +70,20 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
   });
   const port = (server.address() as AddressInfo).port;
 
-  const [{ Admission }, { createApp }, { EmfReporter }, { createLogger }, { Metrics }, { ModelHost }] = await Promise.all([
-    import('./admission'), import('./app'), import('./emf'), import('./logger'), import('./metrics'), import('./model_host'),
+  const [{ Admission }, { createApp }, { EmfReporter }, { createLogger }, { Metrics }, { ModelHost }, { BodyBudget }] = await Promise.all([
+    import('./admission'), import('./app'), import('./emf'), import('./logger'), import('./metrics'), import('./model_host'), import('./body'),
   ]);
+  // A fixed kernel send buffer per connection: autotuned, a socket nobody reads holds up to ~4 MB
+  // outside any cap of ours (maxResponseBufferBytes bounds what Node holds).
+  try {
+    const addon = loadAddon();
+    server.on('connection', (socket) => {
+      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      if (typeof fd === 'number') addon.setSendBuffer(fd, SOCKET_SEND_BUFFER_BYTES);
+    });
+  } catch {
+    // no addon here (the model will fail to load and say why): the kernel's default
+  }
   const logger = opts.logger ?? createLogger(opts.logDestination);
   const host = new ModelHost(cfg, logger, opts.loadEngine);
   const stats = () => host.model?.engine.stats();
@@ -61,6 +92,7 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
     cfg,
     host,
     admission: new Admission(cfg.maxSeqs, cfg.maxWaiting, () => stats()?.numWaiting ?? 0),
+    bodyLimits: { timeoutMs: cfg.bodyTimeoutMs, budget: new BodyBudget(cfg.maxBodyBytesInFlight) },
     metrics: new Metrics(stats),
     emf: new EmfReporter(logger, () => host.name, stats),
     logger,
@@ -85,8 +117,9 @@ export async function startServer(cfg: ServeConfig, opts: StartOptions = {}): Pr
       ctx.emf.stop();
       ctx.emf.flush();
       await host.close();
-      // Aborted requests answer on their own connections; give them a moment to flush.
-      if (!drained) await ctx.admission.whenIdle(1000);
+      // Aborted requests answer (503, or an error event) on their own connections; wait for those
+      // replies to be handed to the kernel before closing the sockets.
+      if (!drained) await allClosed(1000);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -116,6 +116,11 @@ describe('OpenAI fields', () => {
   test('refusals name the field', async () => {
     await expectApiError(() => parseChat({ messages: [{ role: 'user', content: 'a' }], top_logprobs: 1 }), /top_logprobs needs logprobs/, 'top_logprobs');
     await expectApiError(() => parseChat({ messages: [{ role: 'user', content: 'a' }], tools: [{}] }), /tools are not supported/);
+    for (const [field, value, message] of [['tools', [{}], /tools are not supported/], ['tool_choice', 'auto', /tool_choice is not supported/],
+      ['response_format', { type: 'xml' }, /type must be "text", "json_object" or "json_schema"/]] as const) {
+      await expectApiError(() => parseChat({ messages: [{ role: 'user', content: 'a' }], [field]: value }), message);
+      await expectApiError(() => parseCompletion({ prompt: 'a', [field]: value }), message);
+    }
     await expectApiError(() => parseCompletion({ prompt: 'a', best_of: 3 }), /best_of \(3\) must equal n \(1\)/, 'best_of');
     await expectApiError(() => parseCompletion({ prompt: 'a', max_tokens: 0 }), /max_tokens: Too small/, 'max_tokens');
     await expectApiError(() => planOpenAi(parseCompletion({ prompt: [1, 1000] }), fakeModel()), /token id 1000 at position 1 is outside the vocabulary \[0, 1000\)/);

@@ -47,6 +47,9 @@ export class FaultProxy {
   changed?: RegExp;
   /** Bytes per second for each response body; 0: unlimited. */
   rate = 0;
+  /** Awaited before a ranged GET is forwarded (n counts ranged GETs from 1), e.g. to swap the object. */
+  beforeRangedGet?: (rec: ProxyRequest, n: number) => Promise<void>;
+  private rangedGets = 0;
   /** Most requests in flight at once (reset it to measure). */
   peak = 0;
   port = 0;
@@ -88,6 +91,14 @@ export class FaultProxy {
       return;
     }
     const ranged = req.method === 'GET' && req.headers.range !== undefined;
+    if (ranged && this.beforeRangedGet) {
+      void this.beforeRangedGet(rec, ++this.rangedGets).then(() => this.forward(req, res, rec, ranged), () => res.destroy());
+    } else {
+      this.forward(req, res, rec, ranged);
+    }
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, rec: ProxyRequest, ranged: boolean): void {
     // Headers go through unchanged: the SigV4 signature covers the Host header.
     const up = http.request({ agent: this.agent, host: '127.0.0.1', port: this.target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       rec.status = ur.statusCode;

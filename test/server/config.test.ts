@@ -16,7 +16,11 @@ test('defaults need no settings', () => {
     maxModelLen: undefined, maxInputTokens: undefined, maxBatchTokens: undefined, maxSeqs: 256, maxWaiting: 1024,
     threads: undefined, drainTimeoutMs: 25_000, emfIntervalMs: 10_000, gpuMemoryFraction: undefined, gpuMemoryBudget: undefined,
     quantization: 'none', quantizeLmHead: false,
+    maxResponseBufferBytes: 1024 * 1024, bodyTimeoutMs: 30_000, maxBodyBytesInFlight: 64 * 1024 * 1024,
   });
+  expect(resolveConfig({ bodyTimeout: 5 }, { ...noModelRoot, GYRE_MAX_RESPONSE_BUFFER: '2048', GYRE_MAX_BODY_BYTES_IN_FLIGHT: '1000' }))
+    .toMatchObject({ maxResponseBufferBytes: 2048, bodyTimeoutMs: 5000, maxBodyBytesInFlight: 1000 });
+  expect(() => resolveConfig({}, { ...noModelRoot, GYRE_BODY_TIMEOUT: '0' })).toThrow('GYRE_BODY_TIMEOUT=0: expected an integer >= 1');
 });
 
 test('GPU memory settings are checked', () => {

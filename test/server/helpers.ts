@@ -24,6 +24,7 @@ export function testConfig(over: Partial<ServeConfig> = {}): ServeConfig {
     model: demoModel(), modelFrom: 'test', host: '127.0.0.1', port: 0, backend: 'cpu',
     maxSeqs: DEFAULTS.maxSeqs, maxWaiting: DEFAULTS.maxWaiting, drainTimeoutMs: 25_000, emfIntervalMs: 0,
     quantization: 'none', quantizeLmHead: false,
+    maxResponseBufferBytes: 1024 * 1024, bodyTimeoutMs: 30_000, maxBodyBytesInFlight: 64 * 1024 * 1024,
     ...over,
   };
 }

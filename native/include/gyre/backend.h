@@ -8,6 +8,7 @@
 
 #include "gyre/batch.h"
 #include "gyre/gpu_memory.h"
+#include "gyre/sampling.h"
 #include "gyre/weights.h"
 
 namespace gyre {
@@ -33,7 +34,14 @@ class Backend {
   virtual int64_t kv_bytes_per_block() const = 0;
   // Runs the model over the batch: writes K/V of every token into the cache, then
   // logits [batch.logits_indices.size(), vocab] (float32, row-major) into `logits`.
+  // logits may be null where samples_on_device(): the rows then stay on the backend for sample().
   virtual void forward(const Batch& batch, float* logits) = 0;
+
+  // Sampling where the logits are (the GPU: only ids and requested logprobs come back). When
+  // true, sample() gives for each request what the engine's Sampler gives on the same row of
+  // the last forward()'s logits; when false the engine samples on the host.
+  virtual bool samples_on_device() const { return false; }
+  virtual void sample(const std::vector<SampleRequest>& requests, std::vector<SampledToken>& out);
 };
 
 // kind: "cpu" | "cuda" | "auto". num_threads 0: all cores.

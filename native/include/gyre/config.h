@@ -8,6 +8,15 @@ namespace gyre {
 
 enum class RopeScaling { kNone, kLinear, kDynamic };
 
+// The largest values config.json may give (a model folder is untrusted input).
+constexpr int kMaxHiddenSize = 65536;
+constexpr int kMaxIntermediateSize = 262144;
+constexpr int kMaxLayers = 1024;
+constexpr int kMaxHeads = 1024;
+constexpr int kMaxHeadDim = 1024;
+constexpr int kMaxVocabSize = 1 << 20;
+constexpr int kMaxPositions = 1 << 22;
+
 struct ModelConfig {
   std::string architecture;  // "LlamaForCausalLM" | "MistralForCausalLM"
   int hidden_size = 0;

@@ -23,11 +23,6 @@ struct Request {
 enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason r);
 
-struct TopLogprob {
-  int32_t token;
-  float logprob;
-};
-
 // What one sequence produced in one step.
 struct SeqOutput {
   uint64_t id = 0;
@@ -72,6 +67,7 @@ struct EngineStats {
   int64_t num_steps = 0;
   int64_t num_prompt_tokens = 0;       // prompt tokens computed (not cached)
   int64_t num_generated_tokens = 0;
+  int64_t mask_wait_us = 0;            // the engine thread's wait for token masks (structured output)
 };
 
 class EngineImpl;
@@ -88,6 +84,14 @@ class Engine {
   // Throws gyre::Error for an invalid request (empty prompt, token id out of range, too long).
   void submit(Request request);
   void abort(uint64_t id);   // takes effect at the next step; reported with kAbort
+  // The allowed tokens of a constrained request's output token number output_index: bit t % 32 of
+  // words[t / 32], ceil(vocab / 32) words. The engine samples that token only once this has come
+  // (it waits for it after the forward pass). Ignored for a request that is not running. Throws
+  // for a wrong length.
+  void set_mask(uint64_t id, int output_index, std::vector<uint32_t> words);
+  // While busy (the mask producer compiles a grammar and cannot post), a constrained sequence
+  // whose mask is missing sits out with its logits row held, rather than making the step wait.
+  void set_grammar_busy(bool busy);
   EngineStats stats() const;
   const ModelConfig& config() const;
   const char* backend_name() const;

@@ -19,6 +19,30 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;  // besides EOS
   bool ignore_eos = false;
   int logprobs = -1;               // -1: none; 0: the chosen token's; n: and the top n
+  // Structured output: every token is drawn under an allowed-token mask posted for its position
+  // (Engine::set_mask); EOS then always stops.
+  bool constrained = false;
+};
+
+struct TopLogprob {
+  int32_t token;
+  float logprob;
+};
+
+// One sampled token, as the engine's Sampler or a backend's device sampler returns it.
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.0f;            // with params.logprobs >= 0
+  std::vector<TopLogprob> top;     // params.logprobs entries, most likely first
+};
+
+// One row of a forward pass's logits to sample, with what the sampler needs besides the row.
+struct SampleRequest {
+  int row = 0;                               // logits row (index into batch.logits_indices)
+  const SamplingParams* params = nullptr;
+  const std::vector<int32_t>* tokens = nullptr;  // prompt, then output so far
+  int num_prompt_tokens = 0;
+  uint64_t seed = 0;
 };
 
 }  // namespace gyre

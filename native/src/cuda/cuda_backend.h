@@ -14,6 +14,11 @@
 //              context (grown only if a batch exceeds the plan)
 //   KV pool    K and V: [layers][num_blocks, block_size, nkv, d], what the budget leaves (gyre/gpu_memory.h):
 //              budget = min(spec.gpu_memory.fraction (0.9) x total, spec.gpu_memory.budget)
+//
+// Pure decode steps replay a CUDA graph per padded batch size (decode_graphs.h) when the padded
+// size fits the step plan's sequences; GYRE_CUDA_GRAPHS=0 or set_cuda_graphs(false) runs every
+// step eagerly. Sampling runs on the GPU (device_sampler.h): forward() may leave the logits on the
+// device; GYRE_GPU_SAMPLING=0 samples on the host instead.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -22,6 +27,8 @@
 
 #include "cpu/ops.h"
 #include "cuda/cuda_util.h"
+#include "cuda/decode_graphs.h"
+#include "cuda/device_sampler.h"
 #include "gyre/backend.h"
 
 namespace gyre {
@@ -39,8 +46,15 @@ class CudaBackend : public Backend {
   int num_blocks() const override { return num_blocks_; }
   int64_t kv_bytes_per_block() const override;
   void forward(const Batch& batch, float* logits) override;
+  bool samples_on_device() const override { return device_sampling_; }
+  void sample(const std::vector<SampleRequest>& requests, std::vector<SampledToken>& out) override;
 
   DType activation_dtype() const { return dt_; }
+  void set_cuda_graphs(bool on) { graphs_enabled_ = on; }
+  void set_device_sampling(bool on) { device_sampling_ = on; }
+  int64_t num_host_sampled_rows() const { return sampler_.num_host_rows(); }
+  int64_t num_graph_captures() const { return graphs_.num_captures(); }
+  int64_t num_graph_replays() const { return graphs_.num_replays(); }
   // Bytes of the step buffers (activations, logits rows, decode workspace) held now.
   int64_t step_buffer_bytes() const;
 
@@ -54,8 +68,15 @@ class CudaBackend : public Backend {
   void upload_weights();                 // cuda_weights.cc
   void reserve_step(const StepPlan& plan);  // the buffers of the largest step, before the KV pool
   void ensure_activations(int T);
-  // Copies the batch's metadata to the device in one transfer; fills the kernel lists.
-  void upload_batch(const Batch& b);
+  // Copies the batch's metadata into `dst` in one transfer, padded to `rows` decode rows (pure
+  // decode batches only) and block tables `width` wide; points dev_ at it.
+  void upload_batch(const Batch& b, int rows, int width, DeviceBuffer& dst);
+  // Every layer of one forward pass over dev_ (T tokens), on stream_; then the logits of rows
+  // [r0, r0 + rows) of dev_.logits_rows into logits_.
+  void enqueue_layers(int T, int width);
+  void enqueue_logits(int r0, int rows);
+  bool forward_graph(const Batch& b, float* logits);  // false: not a graph step
+  std::vector<const void*> graph_buffers() const;
 
   std::shared_ptr<ModelWeights> w_;
   DType dt_;
@@ -73,6 +94,7 @@ class CudaBackend : public Backend {
 
   // Activations: h, tmp, qkv, gate_up float32; x, q, attn, act, sel in dt_.
   int act_tokens_ = 0, act_rows_ = 0;
+  int plan_visible_keys_ = 0;  // the most keys a decode token sees in the step plan (graphs' splits cover them)
   DeviceBuffer h_, tmp_, qkv_, gate_up_, x_, q_, attn_, act_, sel_, logits_, workspace_;
 
   // Batch metadata: host (pinned) and device copies of one packed buffer.
@@ -90,6 +112,12 @@ class CudaBackend : public Backend {
   // 16-token tiles of prefill_attention. Decode splits fill the SMs (sm_count_).
   bool flash_prefill_ = false;
   int prefill_tile_tokens_ = 16, sm_count_ = 1;
+
+  bool graphs_enabled_ = true;
+  int graph_width_ = 0;  // block-table width of the graphs: grows in powers of two
+  DecodeGraphs graphs_;
+  bool device_sampling_ = true;
+  DeviceSampler sampler_;
 };
 
 }  // namespace gyre

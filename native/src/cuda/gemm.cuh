@@ -21,6 +21,8 @@ void gemm_mma(DType dt, const void* A, int lda, const void* W, float* C, int ldc
 void gemm_cublaslt(DType dt, const void* A, int lda, const void* W, float* C, int ldc, int M, int N, int K,
                    cudaStream_t stream);
 bool gemm_has_cublaslt();
+// Creates cuBLASLt's handle and workspace now (they allocate), not inside a graph capture.
+void gemm_prepare();
 void gemm(DType dt, const void* A, int lda, const void* W, float* C, int ldc, int M, int N, int K, cudaStream_t stream);
 
 // Weight-only INT8: C[m, n] = scale[n] * sum_k A[m, k] * q[n, k], float32 accumulation.

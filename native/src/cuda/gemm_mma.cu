@@ -5,6 +5,12 @@
 //   warp (wm, wn): rows wm*32 .. +32, cols wn*32 .. +32 = 2 x 4 mma tiles of 16x8
 //
 // Rows past M or N and k past K are zero-filled by cp.async (src-size 0), so any M, N work.
+//
+// Decode (M <= kSmallM) takes a second kernel built for streaming W: BM = 16, BN = 32 (so a
+// 4096-wide layer is 128 blocks, enough for an A10G's 80 SMs without split-K), BK = 64 through
+// a 4-deep cp.async ring; warp w owns the n8 tile w. Both kernels add the k16 mma products of
+// an output in ascending k, one chain per output, so a row's result is bit-identical whichever
+// kernel runs and whatever M is (batch invariance; split-K would break it).
 #include "cuda/common.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/mma_ptx.cuh"
@@ -89,8 +95,70 @@ __global__ void __launch_bounds__(kThreads) gemm_mma_kernel(const T* __restrict_
       }
 }
 
+constexpr int kSmallM = 16, SBN = 32, SBK = 64, SLDS = SBK + 8, kStages = 4;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) gemm_mma_small_kernel(const T* __restrict__ A,  // [M, K], row stride lda
+                                                                  int lda,
+                                                                  const T* __restrict__ W,  // [N, K]
+                                                                  float* __restrict__ C,    // [M, N], row stride ldc
+                                                                  int ldc, int M, int N, int K) {
+  __shared__ __align__(16) T sa[kStages][kSmallM][SLDS];
+  __shared__ __align__(16) T sw[kStages][SBN][SLDS];
+  const int n0 = blockIdx.x * SBN;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int ktiles = (K + SBK - 1) / SBK;
+  auto load = [&](int stage, int kt) {
+    const int k0 = kt * SBK;
+    for (int c = threadIdx.x; c < (kSmallM + SBN) * (SBK / 8); c += kThreads) {
+      const int r = c / (SBK / 8), kc = (c % (SBK / 8)) * 8;
+      if (r < kSmallM) {
+        const bool valid = r < M && k0 + kc < K;
+        cp_async16(&sa[stage][r][kc], valid ? A + static_cast<int64_t>(r) * lda + k0 + kc : A, valid);
+      } else {
+        const int n = n0 + r - kSmallM;
+        const bool valid = n < N && k0 + kc < K;
+        cp_async16(&sw[stage][r - kSmallM][kc], valid ? W + static_cast<int64_t>(n) * K + k0 + kc : W, valid);
+      }
+    }
+  };
+  float acc[4] = {};
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < ktiles) load(s, s);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < ktiles; ++kt) {
+    ptx::cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile kt is in shared memory; everyone is done with tile kt - 1's stage
+    if (kt + kStages - 1 < ktiles) load((kt + kStages - 1) % kStages, kt + kStages - 1);
+    cp_async_commit();
+    const int st = kt % kStages;
+#pragma unroll
+    for (int kk = 0; kk < SBK; kk += 32) {
+      unsigned a0[4], a1[4], b[4];
+      ldmatrix_x4(a0, &sa[st][lane & 15][kk + (lane >> 4) * 8]);
+      ldmatrix_x4(a1, &sa[st][lane & 15][kk + 16 + (lane >> 4) * 8]);
+      // lanes 0-7 / 8-15 / 16-23 / 24-31: the warp's 8 rows of W at k, k + 8, k + 16, k + 24
+      ldmatrix_x4(b, &sw[st][warp * 8 + (lane & 7)][kk + (lane >> 3) * 8]);
+      Mma<T>::run(acc, a0, b[0], b[1]);
+      Mma<T>::run(acc, a1, b[2], b[3]);
+    }
+  }
+  const int r = lane >> 2, c = n0 + warp * 8 + (lane & 3) * 2;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int row = r + (e >> 1) * 8, col = c + (e & 1);
+    if (row < M && col < N) C[static_cast<int64_t>(row) * ldc + col] = acc[e];
+  }
+}
+
 template <typename T>
 void gemm_mma_cuda(const T* A, int lda, const T* W, float* C, int ldc, int M, int N, int K, cudaStream_t stream) {
+  if (M <= kSmallM) {
+    launch(gemm_mma_small_kernel<T>, dim3((N + SBN - 1) / SBN), kThreads, 0, stream, A, lda, W, C, ldc, M, N, K);
+    return;
+  }
   dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
   launch(gemm_mma_kernel<T>, grid, kThreads, 0, stream, A, lda, W, C, ldc, M, N, K);
 }

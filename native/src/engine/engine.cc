@@ -4,11 +4,13 @@
 #include "gyre/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <unistd.h>
@@ -110,6 +112,30 @@ class EngineImpl {
     wake_.notify_one();
   }
 
+  void set_mask(uint64_t id, int output_index, std::vector<uint32_t> words) {
+    const size_t num_words = (static_cast<size_t>(config().vocab_size) + 31) / 32;
+    if (words.size() != num_words)
+      throw Error("request " + std::to_string(id) + ": a token mask needs " + std::to_string(num_words) +
+                  " words (vocabulary " + std::to_string(config().vocab_size) + "), got " +
+                  std::to_string(words.size()));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!live_ids_.count(id)) return;
+      PendingMask& m = masks_[id];
+      m.output_index = output_index;
+      m.words = std::move(words);
+    }
+    wake_.notify_one();
+  }
+
+  void set_grammar_busy(bool busy) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      grammar_busy_ = busy;
+    }
+    wake_.notify_one();
+  }
+
   EngineStats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     EngineStats s = stats_;
@@ -128,9 +154,7 @@ class EngineImpl {
       std::vector<uint64_t> aborts;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] {
-          return stop_ || !pending_.empty() || !pending_aborts_.empty() || scheduler_->has_unfinished();
-        });
+        wake_.wait(lock, [&] { return stop_ || !pending_.empty() || !pending_aborts_.empty() || has_work(); });
         if (stop_) return;
         added.swap(pending_);
         aborts.swap(pending_aborts_);
@@ -145,8 +169,11 @@ class EngineImpl {
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        for (const SeqOutput& o : out.outputs)
-          if (o.finish != FinishReason::kNone) live_ids_.erase(o.id);
+        for (const SeqOutput& o : out.outputs) {
+          if (o.finish == FinishReason::kNone) continue;
+          live_ids_.erase(o.id);
+          masks_.erase(o.id);
+        }
         publish_stats();
       }
       if (!out.outputs.empty() && on_output_) {
@@ -163,6 +190,8 @@ class EngineImpl {
     StepOutput result;
     for (uint64_t id : aborts)
       if (auto seq = scheduler_->remove(id)) result.outputs.push_back(finished(*seq, FinishReason::kAbort));
+    // Tokens sampled from held rows go out first: their next masks depend on them.
+    if (sample_held(result)) return result;
 
     SchedulerOutput sched = scheduler_->schedule();
     if (sched.empty()) {
@@ -174,9 +203,15 @@ class EngineImpl {
     }
     scheduler_->build_batch(sched, batch_);
     const int vocab_size = config().vocab_size;
-    logits_.resize(batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
+    // The backend samples where it can: every row stays on it unless prompt rows are wanted here
+    // or a sequence is constrained by a grammar (its mask is applied by the CPU sampler).
+    bool on_device = backend_->samples_on_device();
+    for (const ScheduledSeq& s : sched.scheduled)
+      on_device = on_device && s.num_prompt_rows == 0 && !s.seq->params.constrained;
+    logits_.resize(on_device ? 0 : batch_.logits_indices.size() * static_cast<size_t>(vocab_size));
     try {
-      backend_->forward(batch_, logits_.data());
+      backend_->forward(batch_, on_device ? nullptr : logits_.data());
+      if (on_device) sample_on_backend(sched);
     } catch (const std::exception& e) {
       std::vector<uint64_t> running_ids;
       for (const Sequence* seq : scheduler_->running()) running_ids.push_back(seq->id);
@@ -189,12 +224,110 @@ class EngineImpl {
       num_prompt_tokens_ += std::max(0, std::min(first + s.num_new_tokens, s.seq->num_prompt_tokens) - first);
     }
     scheduler_->update_computed(sched);
-    for (const ScheduledSeq& s : sched.scheduled) postprocess(s, result);
+    take_masks(sched);
+    for (size_t i = 0; i < sched.scheduled.size(); ++i)
+      postprocess(sched.scheduled[i], on_device ? &device_sampled_[i] : nullptr, result);
     return result;
   }
 
+  // Constrained sequences sample only with the mask of their next output position. Masks are
+  // computed in JS from the previous step's tokens, normally during this step's forward pass; the
+  // engine waits here (no polling) for those still missing, or for an abort or stop. While JS
+  // compiles a grammar (grammar_busy_) it cannot post masks: a sequence whose mask is missing
+  // then keeps its logits row and sits out (awaiting_mask) instead of stalling everyone else.
+  void take_masks(const SchedulerOutput& sched) {
+    waiting_.clear();
+    for (const ScheduledSeq& s : sched.scheduled) {
+      const Sequence& seq = *s.seq;
+      if (s.sample_row >= 0 && seq.params.constrained && seq.num_output_tokens() < seq.params.max_tokens &&
+          seq.mask_index != seq.num_output_tokens())
+        waiting_.push_back(s.seq);
+    }
+    if (waiting_.empty()) return;
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto settled = [&](const Sequence* seq) {
+      return mask_ready(*seq) ||
+             std::find(pending_aborts_.begin(), pending_aborts_.end(), seq->id) != pending_aborts_.end();
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    wake_.wait(lock, [&] { return stop_ || grammar_busy_ || std::all_of(waiting_.begin(), waiting_.end(), settled); });
+    mask_wait_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    const size_t vocab_size = config().vocab_size;
+    for (Sequence* seq : waiting_) {
+      if (mask_ready(*seq)) {
+        take_mask(*seq);
+      } else if (grammar_busy_ && !stop_ && !settled(seq)) {
+        const ScheduledSeq& s = *std::find_if(sched.scheduled.begin(), sched.scheduled.end(),
+                                              [&](const ScheduledSeq& x) { return x.seq == seq; });
+        const float* row = logits_.data() + s.sample_row * vocab_size;
+        seq->held_logits.assign(row, row + vocab_size);
+        seq->awaiting_mask = true;
+      }
+    }
+  }
+
+  bool mask_ready(const Sequence& seq) const {  // under mutex_
+    auto it = masks_.find(seq.id);
+    return it != masks_.end() && it->second.output_index == seq.num_output_tokens();
+  }
+
+  void take_mask(Sequence& seq) {  // under mutex_, mask_ready(seq)
+    PendingMask& m = masks_[seq.id];
+    seq.mask.swap(m.words);
+    seq.mask_index = seq.num_output_tokens();
+    m.output_index = -1;
+  }
+
+  // Samples the held rows whose masks have come since; false if there were none.
+  bool sample_held(StepOutput& result) {
+    held_.clear();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (Sequence* seq : scheduler_->running()) {
+        if (!seq->awaiting_mask || !mask_ready(*seq)) continue;
+        take_mask(*seq);
+        held_.push_back(seq);
+      }
+    }
+    for (Sequence* seq : held_) {
+      seq->awaiting_mask = false;
+      const std::vector<float> row = std::move(seq->held_logits);  // sample() may free seq
+      seq->held_logits.clear();
+      sample(*seq, row.data(), result);
+    }
+    return !held_.empty();
+  }
+
+  // Under mutex_: something for step() to do besides waiting for masks.
+  bool has_work() const {
+    if (scheduler_->num_waiting() > 0) return true;
+    for (const Sequence* seq : scheduler_->running())
+      if (!seq->awaiting_mask || mask_ready(*seq)) return true;
+    return false;
+  }
+
+  bool wants_token(const ScheduledSeq& s) const {
+    return s.sample_row >= 0 && s.seq->num_output_tokens() < s.seq->params.max_tokens;
+  }
+
+  // device_sampled_[i]: the token of sched.scheduled[i], sampled by the backend.
+  void sample_on_backend(const SchedulerOutput& sched) {
+    sample_requests_.clear();
+    for (const ScheduledSeq& s : sched.scheduled)
+      if (wants_token(s))
+        sample_requests_.push_back(
+            SampleRequest{s.sample_row, &s.seq->params, &s.seq->tokens, s.seq->num_prompt_tokens, s.seq->seed});
+    std::vector<SampledToken> sampled;
+    backend_->sample(sample_requests_, sampled);
+    device_sampled_.assign(sched.scheduled.size(), SampledToken{});
+    size_t k = 0;
+    for (size_t i = 0; i < sched.scheduled.size(); ++i)
+      if (wants_token(sched.scheduled[i])) device_sampled_[i] = std::move(sampled.at(k++));
+  }
+
   // Collects prompt logits, samples where the chunk reached the end, and finishes sequences.
-  void postprocess(const ScheduledSeq& s, StepOutput& result) {
+  // sampled: the backend's token for this sequence, or null to sample logits_ here.
+  void postprocess(const ScheduledSeq& s, SampledToken* sampled, StepOutput& result) {
     Sequence& seq = *s.seq;
     const size_t vocab_size = config().vocab_size;
     if (s.num_prompt_rows > 0) {
@@ -212,16 +345,28 @@ class EngineImpl {
       }
       seq.num_prompt_logits_rows += s.num_prompt_rows;
     }
-    if (s.sample_row < 0) return;
+    if (s.sample_row < 0 || seq.awaiting_mask) return;
+    sample(seq, sampled ? nullptr : logits_.data() + s.sample_row * vocab_size, result, sampled);
+  }
 
+  // Samples seq's next token from its logits row (or takes the backend's, `sampled`), or
+  // finishes it at max_tokens, and reports it.
+  void sample(Sequence& seq, const float* row, StepOutput& result, SampledToken* sampled = nullptr) {
     SeqOutput out;
     FinishReason finish = FinishReason::kNone;
     const SamplingParams& p = seq.params;
+    const bool masked = p.constrained && seq.num_output_tokens() < p.max_tokens;
+    if (masked && seq.mask_index != seq.num_output_tokens()) return;  // aborted or stopping: no mask came
+    if (masked && std::none_of(seq.mask.begin(), seq.mask.end(), [](uint32_t w) { return w != 0; })) {
+      fail({seq.id}, "the grammar allows no next token", result);
+      return;
+    }
     if (seq.num_output_tokens() >= p.max_tokens) {
       finish = FinishReason::kLength;  // max_tokens 0: prefill only
     } else {
-      SampledToken t = sampler_->sample(logits_.data() + s.sample_row * vocab_size, p, seq.tokens,
-                                        seq.num_prompt_tokens, seq.seed);
+      SampledToken t = sampled ? std::move(*sampled)
+                               : sampler_->sample(row, p, seq.tokens, seq.num_prompt_tokens, seq.seed,
+                                                  masked ? seq.mask.data() : nullptr);
       seq.tokens.push_back(t.token);
       ++num_generated_tokens_;
       out.tokens.push_back(t.token);
@@ -248,7 +393,8 @@ class EngineImpl {
   FinishReason stop_reason(const Sequence& seq, int32_t token) const {
     const SamplingParams& p = seq.params;
     const auto& eos = config().eos_token_ids;
-    if (!p.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) return FinishReason::kStop;
+    if ((!p.ignore_eos || p.constrained) && std::find(eos.begin(), eos.end(), token) != eos.end())
+      return FinishReason::kStop;
     if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end())
       return FinishReason::kStop;
     if (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_) return FinishReason::kLength;
@@ -293,6 +439,7 @@ class EngineImpl {
     stats_.num_steps = num_steps_;
     stats_.num_prompt_tokens = num_prompt_tokens_;
     stats_.num_generated_tokens = num_generated_tokens_;
+    stats_.mask_wait_us = mask_wait_us_;
   }
 
   Engine::OutputCallback on_output_;
@@ -306,15 +453,26 @@ class EngineImpl {
   Batch batch_;
   std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
   std::vector<float> logprob_scratch_;  // [vocab]
+  std::vector<Sequence*> waiting_;     // constrained sequences whose mask this step has not come
+  std::vector<Sequence*> held_;        // awaiting sequences whose mask came
+  std::vector<SampleRequest> sample_requests_;
+  std::vector<SampledToken> device_sampled_;  // [sched.scheduled.size()] when the backend samples
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generated_tokens_ = 0;
+  int64_t mask_wait_us_ = 0;           // written under mutex_ (take_masks holds it)
   // Shared, under mutex_:
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<std::unique_ptr<Sequence>> pending_;
   std::vector<uint64_t> pending_aborts_;
   std::unordered_set<uint64_t> live_ids_;
+  struct PendingMask {
+    int output_index = -1;          // -1: taken
+    std::vector<uint32_t> words;
+  };
+  std::unordered_map<uint64_t, PendingMask> masks_;  // by request id
+  bool grammar_busy_ = false;          // JS is compiling a grammar: late masks may be very late
   std::mt19937_64 seed_rng_;
   EngineStats stats_;
   bool stop_ = false;
@@ -326,6 +484,10 @@ Engine::Engine(std::shared_ptr<ModelWeights> weights, const EngineOptions& optio
 Engine::~Engine() = default;
 void Engine::submit(Request request) { impl_->submit(std::move(request)); }
 void Engine::abort(uint64_t id) { impl_->abort(id); }
+void Engine::set_grammar_busy(bool busy) { impl_->set_grammar_busy(busy); }
+void Engine::set_mask(uint64_t id, int output_index, std::vector<uint32_t> words) {
+  impl_->set_mask(id, output_index, std::move(words));
+}
 EngineStats Engine::stats() const { return impl_->stats(); }
 const ModelConfig& Engine::config() const { return impl_->config(); }
 const char* Engine::backend_name() const { return impl_->backend_name(); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 
@@ -90,8 +91,15 @@ int Sampler::top_p_prefix(int32_t* cand, int n, bool sorted, float top_p) {
   int m = lo;
   while (m < hi && mass_above < target) mass_above += key_weight(keys[m++]);
   m = std::max(m, 1);
+  // The draw walks the set most likely first: sort the part the quickselect left in its own
+  // order, so the token depends on no library's nth_element (and the GPU sampler can match it).
+  std::sort(keys, keys + std::min(lo, m), ranks_above);
   for (int i = 0; i < m; ++i) cand[i] = key_id(keys[i]);
   return m;
+}
+
+bool sampling_is_greedy(const SamplingParams& params) {
+  return params.temperature <= kGreedyTemperature || params.top_k == 1;
 }
 
 double seeded_uniform(uint64_t seed, uint64_t counter) {
@@ -131,10 +139,16 @@ Sampler::Sampler(int vocab_size)
     : vocab_size_(vocab_size), logits_(vocab_size), weights_(vocab_size), candidates_(vocab_size) {}
 
 SampledToken Sampler::sample(const float* logits, const SamplingParams& params, const std::vector<int32_t>& tokens,
-                             int num_prompt_tokens, uint64_t seed) {
-  const bool greedy = params.temperature <= kGreedyTemperature || params.top_k == 1;
+                             int num_prompt_tokens, uint64_t seed, const uint32_t* mask) {
+  const bool greedy = sampling_is_greedy(params);
   const bool penalized = params.repetition_penalty != 1.0f || params.presence_penalty != 0.0f ||
                          params.frequency_penalty != 0.0f;
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  if (mask) {
+    masked_.assign(logits, logits + vocab_size_);
+    mask_values(masked_.data(), vocab_size_, mask, kMasked);
+    logits = masked_.data();
+  }
   SampledToken out;
   if (greedy && !penalized) {
     out.token = first_max(logits, vocab_size_);
@@ -146,7 +160,9 @@ SampledToken Sampler::sample(const float* logits, const SamplingParams& params, 
     if (penalized) out.token = first_max(logits_.data(), vocab_size_);
   } else {
     const uint64_t output_index = static_cast<uint64_t>(tokens.size() - num_prompt_tokens);
-    out.token = draw(params, seeded_uniform(seed, output_index));
+    out.token = draw(params, seeded_uniform(seed, output_index), mask);
+    // A draw's rounding can land past the last allowed token: take the most likely allowed one.
+    if (mask && !token_allowed(mask, out.token)) out.token = first_max(logits_.data(), vocab_size_);
   }
 
   if (params.logprobs >= 0) {
@@ -162,7 +178,7 @@ SampledToken Sampler::sample(const float* logits, const SamplingParams& params, 
   return out;
 }
 
-int32_t Sampler::draw(const SamplingParams& params, double uniform) {
+int32_t Sampler::draw(const SamplingParams& params, double uniform, const uint32_t* mask) {
   const float* logits = logits_.data();
   float* weights = weights_.data();
   int32_t* cand = candidates_.data();
@@ -171,6 +187,7 @@ int32_t Sampler::draw(const SamplingParams& params, double uniform) {
 
   if (!use_top_k && params.top_p >= 1.0f && params.min_p <= 0.0f) {  // the whole vocabulary
     exp_shifted(logits, vocab_size_, max_value(logits, vocab_size_), inv_temperature, weights);
+    if (mask) mask_values(weights, vocab_size_, mask, 0.0f);  // exp_shifted floors at e^-87, not 0
     return pick_all(weights, vocab_size_, uniform, block_sums_);
   }
 
@@ -180,8 +197,12 @@ int32_t Sampler::draw(const SamplingParams& params, double uniform) {
     const float max_logit = logits[cand[0]];
     for (int i = 0; i < num_cand; ++i)
       weights[cand[i]] = exp_nonpositive(std::max((logits[cand[i]] - max_logit) * inv_temperature, -87.0f));
+    if (mask)
+      for (int i = 0; i < num_cand; ++i)
+        if (!token_allowed(mask, cand[i])) weights[cand[i]] = 0.0f;
   } else {
     exp_shifted(logits, vocab_size_, max_value(logits, vocab_size_), inv_temperature, weights);
+    if (mask) mask_values(weights, vocab_size_, mask, 0.0f);
     std::iota(cand, cand + vocab_size_, 0);
   }
 

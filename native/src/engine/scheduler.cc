@@ -29,6 +29,10 @@ SchedulerOutput Scheduler::schedule() {
 
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* seq = running_[i];
+    if (seq->awaiting_mask) {  // sampled once its mask comes; nothing to compute until then
+      ++i;
+      continue;
+    }
     const int num_new = std::min(seq->num_tokens() - seq->num_computed_tokens, budget);
     block_manager_.release_outside_window(seq->kv, seq->num_computed_tokens);
     const int num_tokens_after = seq->num_computed_tokens + num_new;
@@ -77,6 +81,8 @@ bool Scheduler::admit(Sequence* seq, int budget, SchedulerOutput& out) {
 void Scheduler::preempt(Sequence* seq, SchedulerOutput& out) {
   block_manager_.free(seq->kv);
   seq->num_computed_tokens = 0;
+  seq->awaiting_mask = false;  // the recompute gives the same row again
+  seq->held_logits.clear();
   running_.erase(std::find(running_.begin(), running_.end(), seq));
   waiting_.push_front(seq);
   out.preempted.push_back(seq);

@@ -31,6 +31,13 @@ struct Sequence {
   std::vector<float> prompt_logits; // [num_prompt_logits_rows, vocab] when keep_prompt_logits
   std::vector<float> prompt_logprobs; // [num_prompt_tokens - 1]: log p(tokens[i + 1] | tokens[..i])
 
+  // Constrained requests: the allowed-token mask of output token number mask_index.
+  std::vector<uint32_t> mask;       // [ceil(vocab / 32)] packed bits
+  int mask_index = -1;
+  // Its mask was late while JS compiled a grammar: the row waits here, unscheduled, for it.
+  bool awaiting_mask = false;
+  std::vector<float> held_logits;   // [vocab]
+
   int num_tokens() const { return static_cast<int>(tokens.size()); }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }
   bool prompt_logits_pending() const { return want_prompt_logits && num_prompt_logits_rows < num_prompt_tokens; }

@@ -56,6 +56,16 @@ int select_top(const float* values, int n, int k, int32_t* out) {
   return k;
 }
 
+void mask_values(float* values, int n, const uint32_t* mask, float fill) {
+  for (int w = 0; w * 32 < n; ++w) {
+    const uint32_t bits = mask[w];
+    if (bits == 0xffffffffu) continue;
+    const int end = std::min(n, w * 32 + 32);
+    for (int t = w * 32; t < end; ++t)
+      if (!((bits >> (t & 31)) & 1u)) values[t] = fill;
+  }
+}
+
 int pick_all(const float* weights, int n, double uniform, std::vector<float>& block_sums) {
   // Block sums (8 lanes each, so they vectorize) locate the block, a walk inside it the index.
   // The total and the walk use the same block sums.

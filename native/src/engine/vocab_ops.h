@@ -38,6 +38,12 @@ float max_value(const float* values, int n);
 // Greedy: the lowest id holding the maximum.
 int32_t first_max(const float* values, int n);
 
+// Allowed-token masks, packed as the grammar engines (xgrammar) and GPU samplers take them:
+// token t is allowed when bit t % 32 of mask[t / 32] is set. [ceil(n / 32)] words.
+inline bool token_allowed(const uint32_t* mask, int32_t t) { return (mask[t >> 5] >> (t & 31)) & 1u; }
+// values[t] = fill for every token t the mask does not allow.
+void mask_values(float* values, int n, const uint32_t* mask, float fill);
+
 // The k best of values[0, n) (descending, ties to the lowest id) into out[0, k); returns k.
 int select_top(const float* values, int n, int k, int32_t* out);
 

@@ -1,5 +1,6 @@
 // make_backend: the seam between the engine and the hardware.
 #include <cstdlib>
+#include <string>
 #include <memory>
 
 #include "cpu/cpu_backend.h"
@@ -30,6 +31,10 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, std::shared_ptr<M
 #endif
   }
   throw Error("backend '" + kind + "' is unknown (expected auto, cpu or cuda)");
+}
+
+void Backend::sample(const std::vector<SampleRequest>&, std::vector<SampledToken>&) {
+  throw Error(std::string("backend '") + name() + "' does not sample: the engine samples on the host");
 }
 
 }  // namespace gyre

@@ -2,11 +2,11 @@
 // cannot honour is refused with the file and field named.
 #include "gyre/config.h"
 
-#include <fstream>
-#include <sstream>
+#include <sys/stat.h>
 
 #include "gyre/error.h"
 #include "model/json.h"
+#include "model/model_file.h"
 
 namespace gyre {
 namespace {
@@ -18,7 +18,7 @@ struct Reader {
   [[noreturn]] void fail(const std::string& field, const std::string& msg) const {
     throw Error(file + ": field '" + field + "' " + msg);
   }
-  int get_int(const std::string& key, int fallback, bool required, int min_value = 1) const {
+  int get_int(const std::string& key, int fallback, bool required, int min_value = 1, int max_value = 1 << 30) const {
     const Json* v = root.find(key);
     if (!v || v->is_null()) {
       if (required) fail(key, "is missing");
@@ -26,7 +26,9 @@ struct Reader {
     }
     if (!v->is_integer()) fail(key, "must be an integer, got '" + (v->kind == Json::kString ? v->text : v->text) + "'");
     int64_t x = v->as_int64();
-    if (x < min_value || x > (1 << 30)) fail(key, "is out of range: " + v->text);
+    if (x < min_value || x > max_value || v->text.size() > 12)
+      fail(key, "is out of range: " + v->text.substr(0, 24) + " (" + std::to_string(min_value) + " to " +
+                    std::to_string(max_value) + ")");
     return static_cast<int>(x);
   }
   double get_double(const std::string& key, double fallback) const {
@@ -65,18 +67,20 @@ ModelConfig parse_config(const std::string& text, const std::string& file) {
     r.fail("architectures", "'" + c.architecture + "' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)");
   const bool mistral = c.architecture == "MistralForCausalLM";
 
-  c.hidden_size = r.get_int("hidden_size", 0, true);
-  c.intermediate_size = r.get_int("intermediate_size", 0, true);
-  c.num_layers = r.get_int("num_hidden_layers", 0, true);
-  c.num_heads = r.get_int("num_attention_heads", 0, true);
-  c.num_kv_heads = r.get_int("num_key_value_heads", c.num_heads, false);
-  c.vocab_size = r.get_int("vocab_size", 0, true);
-  c.max_position_embeddings = r.get_int("max_position_embeddings", mistral ? 32768 : 2048, false);
+  // Bounds well above any Llama/Mistral shape, so that sizes derived from them (tensor shapes,
+  // the tensor list, KV bytes) are small enough to compute and loop over safely.
+  c.hidden_size = r.get_int("hidden_size", 0, true, 1, kMaxHiddenSize);
+  c.intermediate_size = r.get_int("intermediate_size", 0, true, 1, kMaxIntermediateSize);
+  c.num_layers = r.get_int("num_hidden_layers", 0, true, 1, kMaxLayers);
+  c.num_heads = r.get_int("num_attention_heads", 0, true, 1, kMaxHeads);
+  c.num_kv_heads = r.get_int("num_key_value_heads", c.num_heads, false, 1, kMaxHeads);
+  c.vocab_size = r.get_int("vocab_size", 0, true, 1, kMaxVocabSize);
+  c.max_position_embeddings = r.get_int("max_position_embeddings", mistral ? 32768 : 2048, false, 1, kMaxPositions);
   if (c.num_heads % c.num_kv_heads != 0)
     r.fail("num_key_value_heads", std::to_string(c.num_kv_heads) + " does not divide num_attention_heads " +
                                       std::to_string(c.num_heads));
   if (root.find("head_dim") && !root.find("head_dim")->is_null()) {
-    c.head_dim = r.get_int("head_dim", 0, true);
+    c.head_dim = r.get_int("head_dim", 0, true, 1, kMaxHeadDim);
   } else {
     if (c.hidden_size % c.num_heads != 0)
       r.fail("num_attention_heads", std::to_string(c.num_heads) + " does not divide hidden_size " +
@@ -110,7 +114,7 @@ ModelConfig parse_config(const std::string& text, const std::string& file) {
 
   if (const Json* sw = root.find("sliding_window"); sw && !sw->is_null()) {
     bool use = r.get_bool("use_sliding_window", true);
-    if (use) c.sliding_window = r.get_int("sliding_window", 0, true);
+    if (use) c.sliding_window = r.get_int("sliding_window", 0, true, 1, kMaxPositions);
   }
   c.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
   if (r.get_bool("attention_bias", false)) r.fail("attention_bias", "true is not supported (Llama/Mistral have no biases)");
@@ -125,15 +129,22 @@ ModelConfig parse_config(const std::string& text, const std::string& file) {
     else r.fail("quantization_config.quant_method", "'" + m->text +
                 "' is not supported (Gyre reads float weights, or its own int8 from `gyre quantize`: gyre_int8)");
   }
-  c.bos_token_id = r.get_int("bos_token_id", 1, false, 0);
+  c.bos_token_id = r.get_int("bos_token_id", 1, false, 0, c.vocab_size - 1);
+  // An id is read as int64 and range-checked before it is narrowed.
+  auto eos_id = [&](const Json& e) {
+    if (!e.is_integer() || e.text.size() > 12 || e.as_int64() < 0 || e.as_int64() >= c.vocab_size)
+      r.fail("eos_token_id", e.text.substr(0, 24) + " is outside the vocabulary");
+    return static_cast<int>(e.as_int64());
+  };
   if (const Json* eos = root.find("eos_token_id"); eos && !eos->is_null()) {
     if (eos->kind == Json::kArray) {
+      if (eos->array.size() > 64) r.fail("eos_token_id", "lists " + std::to_string(eos->array.size()) + " ids (at most 64)");
       for (const Json& e : eos->array) {
         if (!e.is_integer()) r.fail("eos_token_id", "must hold integers");
-        c.eos_token_ids.push_back(static_cast<int>(e.as_int64()));
+        c.eos_token_ids.push_back(eos_id(e));
       }
     } else if (eos->is_integer()) {
-      c.eos_token_ids.push_back(static_cast<int>(eos->as_int64()));
+      c.eos_token_ids.push_back(eos_id(*eos));
     } else {
       r.fail("eos_token_id", "must be an integer or a list of integers");
     }
@@ -146,12 +157,10 @@ ModelConfig parse_config(const std::string& text, const std::string& file) {
 }
 
 ModelConfig load_config(const std::string& dir) {
-  std::string path = dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open (is '" + dir + "' a model folder?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  const std::string path = dir + "/config.json";
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) throw Error(path + ": cannot open (is '" + dir + "' a model folder?)");
+  return parse_config(read_model_file(dir, "config.json"), path);
 }
 
 }  // namespace gyre

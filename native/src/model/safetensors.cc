@@ -13,6 +13,7 @@
 
 #include "gyre/error.h"
 #include "model/json.h"
+#include "model/model_file.h"
 
 namespace gyre {
 
@@ -56,10 +57,12 @@ static bool parse_dtype(const std::string& s, DType* out) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking, and only a regular file: a FIFO or device at this path must not hang us.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) { ::close(fd); throw Error(path + ": cannot stat"); }
+  if (!S_ISREG(st.st_mode)) { ::close(fd); throw Error(path + ": not a regular file"); }
   map_size_ = static_cast<size_t>(st.st_size);
   if (map_size_ < 8) { ::close(fd); throw Error(path + ": truncated: " + std::to_string(map_size_) + " bytes, no header"); }
   map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -70,11 +73,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     const auto* bytes = static_cast<const uint8_t*>(map_);
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
-    if (header_len > map_size_ - 8)
-      throw Error(path + ": truncated or not safetensors: header length " + std::to_string(header_len) +
-                  " exceeds the file's " + std::to_string(map_size_) + " bytes");
+    // The length is the file's first 8 bytes: never quoted (they may be any file's bytes).
+    if (header_len > map_size_ - 8 || header_len > kMaxHeaderBytes)
+      throw Error(path + ": truncated or not safetensors: the header length in its first 8 bytes exceeds the file's " +
+                  std::to_string(map_size_) + " bytes (or the " + std::to_string(kMaxHeaderBytes) + "-byte header limit)");
     Json header = parse_json(reinterpret_cast<const char*>(bytes + 8), header_len, path + " header");
     if (header.kind != Json::kObject) throw Error(path + ": header is not a JSON object");
+    if (header.object.size() > kMaxTensorsPerFile + 1)
+      throw Error(path + ": header lists " + std::to_string(header.object.size()) + " tensors (at most " +
+                  std::to_string(kMaxTensorsPerFile) + ")");
     const uint8_t* data = bytes + 8 + header_len;
     const uint64_t data_size = map_size_ - 8 - header_len;
     for (const auto& [name, info] : header.object) {
@@ -90,18 +97,30 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         unsupported_[name] = dt->text;
         continue;
       }
+      // Every number a non-negative integer of at most 2^62, and the element count and byte
+      // size computed with overflow checks: [2^62, 4] of F32 must not wrap to 0 bytes.
+      auto bounded = [](const Json& v) { return v.is_integer() && v.text[0] != '-' && v.text.size() <= 19; };
+      if (shape->array.size() > kMaxDims)
+        throw Error(path + ": tensor '" + name + "': shape has " + std::to_string(shape->array.size()) +
+                    " dimensions (at most " + std::to_string(kMaxDims) + ")");
+      int64_t numel = 1, want_bytes = 0;
       for (const Json& s : shape->array) {
-        if (!s.is_integer() || s.as_int64() < 0) throw Error(path + ": tensor '" + name + "': bad shape");
+        if (!bounded(s) || !checked_mul(numel, s.as_int64(), &numel))
+          throw Error(path + ": tensor '" + name + "': shape must hold non-negative integers whose product is at most 2^62");
         t.shape.push_back(s.as_int64());
       }
-      if (!offs->array[0].is_integer() || !offs->array[1].is_integer())
-        throw Error(path + ": tensor '" + name + "': bad data_offsets");
+      if (!checked_mul(numel, static_cast<int64_t>(dtype_size(t.dtype)), &want_bytes))
+        throw Error(path + ": tensor '" + name + "': shape " + shape_str(t.shape) + " is too large");
+      if (!bounded(offs->array[0]) || !bounded(offs->array[1]))
+        throw Error(path + ": tensor '" + name + "': data_offsets must be two non-negative integers");
       uint64_t begin = offs->array[0].as_int64(), end = offs->array[1].as_int64();
-      if (end < begin || end > data_size)
+      if (end < begin)
+        throw Error(path + ": tensor '" + name + "': data_offsets end before they begin");
+      if (end > data_size)
         throw Error(path + ": truncated: tensor '" + name + "' ends at byte " + std::to_string(end) +
                     " of the data section but the file holds only " + std::to_string(data_size));
       t.nbytes = end - begin;
-      if (t.nbytes != static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype))
+      if (t.nbytes != static_cast<uint64_t>(want_bytes))
         throw Error(path + ": tensor '" + name + "': " + std::to_string(t.nbytes) + " bytes do not match shape " +
                     shape_str(t.shape) + " of " + dtype_name(t.dtype));
       t.data = data + begin;

@@ -5,10 +5,8 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <mutex>
 #include <algorithm>
@@ -16,13 +14,21 @@
 
 #include "gyre/error.h"
 #include "model/json.h"
+#include "model/model_file.h"
 
 namespace gyre {
 namespace {
 
-bool file_exists(const std::string& p) {
+bool exists(const std::string& p) {
   struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+// A shard named by the index (or model.safetensors): a plain name, a regular file inside dir.
+std::unique_ptr<SafetensorsFile> open_shard(const std::string& dir, const std::string& name) {
+  size_t size = 0;
+  ::close(open_model_file(dir, name, &size));
+  return std::make_unique<SafetensorsFile>(dir + "/" + name);
 }
 
 class TensorSource {
@@ -30,30 +36,38 @@ class TensorSource {
   explicit TensorSource(const std::string& dir) {
     std::string index = dir + "/model.safetensors.index.json";
     std::string single = dir + "/model.safetensors";
-    if (file_exists(index)) {
+    if (exists(index)) {
       index_path_ = index;
-      std::ifstream in(index, std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      std::string text = ss.str();
+      std::string text = read_model_file(dir, "model.safetensors.index.json");
       Json root = parse_json(text.data(), text.size(), index);
       const Json* map = root.find("weight_map");
       if (!map || map->kind != Json::kObject) throw Error(index + ": field 'weight_map' is missing");
+      if (map->object.size() > kMaxWeightMapEntries)
+        throw Error(index + ": field 'weight_map' has " + std::to_string(map->object.size()) + " entries (at most " +
+                    std::to_string(kMaxWeightMapEntries) + ")");
+      // Every entry is checked before any file is opened.
       std::map<std::string, size_t> opened;
       for (const auto& [name, file] : map->object) {
-        if (file.kind != Json::kString || file.text.empty() || file.text.find('/') != std::string::npos)
+        if (file.kind != Json::kString || !is_plain_name(file.text))
           throw Error(index + ": weight_map['" + name + "'] must be a file name in the model folder");
-        auto it = opened.find(file.text);
-        if (it == opened.end()) {
-          std::string path = dir + "/" + file.text;
-          if (!file_exists(path)) throw Error(index + ": shard '" + file.text + "' (for tensor '" + name + "') is missing");
-          files_.push_back(std::make_unique<SafetensorsFile>(path));
-          it = opened.emplace(file.text, files_.size() - 1).first;
-        }
-        where_[name] = it->second;
+        opened.emplace(file.text, 0);
       }
-    } else if (file_exists(single)) {
-      files_.push_back(std::make_unique<SafetensorsFile>(single));
+      if (opened.size() > kMaxShards)
+        throw Error(index + ": field 'weight_map' names " + std::to_string(opened.size()) + " shard files (at most " +
+                    std::to_string(kMaxShards) + ")");
+      for (auto& [file, at] : opened) {
+        if (!exists(dir + "/" + file)) {
+          const std::string& first = std::find_if(map->object.begin(), map->object.end(), [&, f = file](const auto& kv) {
+            return kv.second.text == f;
+          })->first;
+          throw Error(index + ": shard '" + file + "' (for tensor '" + first + "') is missing");
+        }
+        files_.push_back(open_shard(dir, file));
+        at = files_.size() - 1;
+      }
+      for (const auto& [name, file] : map->object) where_[name] = opened.at(file.text);
+    } else if (exists(single)) {
+      files_.push_back(open_shard(dir, "model.safetensors"));
       for (const auto& n : files_[0]->names()) where_[n] = 0;
     } else {
       throw Error(dir + ": no model.safetensors or model.safetensors.index.json");

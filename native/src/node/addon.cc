@@ -1,5 +1,7 @@
-// The Node addon: loadEngine, readConfig and the NativeEngine class (src/engine/native.ts).
+// The Node addon: loadEngine, readConfig, quantizeInt8, setSendBuffer and the NativeEngine class
+// (src/engine/native.ts).
 #include <napi.h>
+#include <sys/socket.h>
 
 #include "addon.h"
 #include "convert.h"
@@ -69,6 +71,18 @@ Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// setSendBuffer(fd, bytes): SO_SNDBUF on a connected socket (Node has no API for it on TCP).
+// A fixed size turns off the kernel's autotuning, which lets a loopback socket that nobody
+// reads hold ~4 MB. Returns false when the call failed.
+Napi::Value SetSendBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "setSendBuffer: fd and bytes must be numbers");
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const int bytes = info[1].As<Napi::Number>().Int32Value();
+  if (fd < 0 || bytes <= 0) return Napi::Boolean::New(env, false);
+  return Napi::Boolean::New(env, setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) == 0);
+}
+
 }  // namespace
 }  // namespace gyre_node
 
@@ -79,6 +93,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadEngine", Napi::Function::New(env, LoadEngine, "loadEngine"));
   exports.Set("readConfig", Napi::Function::New(env, ReadConfig, "readConfig"));
   exports.Set("quantizeInt8", Napi::Function::New(env, QuantizeInt8, "quantizeInt8"));
+  exports.Set("setSendBuffer", Napi::Function::New(env, SetSendBuffer, "setSendBuffer"));
   return exports;
 }
 

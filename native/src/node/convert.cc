@@ -134,6 +134,7 @@ gyre::SamplingParams to_sampling_params(const Napi::Value& value) {
   if (!stop.IsUndefined() && !stop.IsNull()) p.stop_token_ids = to_int32_list(stop, "params.stopTokenIds");
   get_bool(o, s, "ignoreEos", &p.ignore_eos);
   if (get_int(o, s, "logprobs", -1, 1024, &i)) p.logprobs = int(i);
+  get_bool(o, s, "constrained", &p.constrained);
   return p;
 }
 
@@ -196,6 +197,7 @@ Napi::Object from_stats(Napi::Env env, const gyre::EngineStats& s) {
   o.Set("numSteps", double(s.num_steps));
   o.Set("numPromptTokens", double(s.num_prompt_tokens));
   o.Set("numGeneratedTokens", double(s.num_generated_tokens));
+  o.Set("maskWaitMs", double(s.mask_wait_us) / 1000.0);
   return o;
 }
 

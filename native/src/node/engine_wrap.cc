@@ -46,6 +46,8 @@ void EngineWrap::Init(Napi::Env env) {
                                     {
                                         InstanceMethod<&EngineWrap::Submit>("submit"),
                                         InstanceMethod<&EngineWrap::Abort>("abort"),
+                                        InstanceMethod<&EngineWrap::SetMask>("setMask"),
+                                        InstanceMethod<&EngineWrap::SetGrammarBusy>("setGrammarBusy"),
                                         InstanceMethod<&EngineWrap::Stats>("stats"),
                                         InstanceMethod<&EngineWrap::Config>("config"),
                                         InstanceMethod<&EngineWrap::Backend>("backend"),
@@ -104,6 +106,32 @@ Napi::Value EngineWrap::Submit(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::Abort(const Napi::CallbackInfo& info) {
   engine(info.Env()).abort(to_id(info[0], "id"));
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineWrap::SetMask(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  gyre::Engine& eng = engine(env);
+  const uint64_t id = to_id(info[0], "id");
+  const double index = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  if (!(index >= 0 && index <= 2147483647.0 && index == static_cast<int>(index)))
+    throw Napi::TypeError::New(env, "outputIndex must be a non-negative integer");
+  if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "mask must be an Int32Array or Uint32Array");
+  auto arr = info[2].As<Napi::TypedArray>();
+  if (arr.TypedArrayType() != napi_int32_array && arr.TypedArrayType() != napi_uint32_array)
+    throw Napi::TypeError::New(env, "mask must be an Int32Array or Uint32Array");
+  const auto* data = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) +
+                                                       arr.ByteOffset());
+  try {
+    eng.set_mask(id, static_cast<int>(index), std::vector<uint32_t>(data, data + arr.ElementLength()));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
+Napi::Value EngineWrap::SetGrammarBusy(const Napi::CallbackInfo& info) {
+  engine(info.Env()).set_grammar_busy(info[0].ToBoolean().Value());
   return info.Env().Undefined();
 }
 
