@@ -1,8 +1,9 @@
-// Paged decode and prefill attention against the CPU's attend_one on random caches: blocks
-// scattered through the pool, -1 entries for blocks outside the window, GQA/MQA/MHA, every
-// supported head size, contexts long enough for many decode splits. Outputs are poisoned
-// first. Tolerance: relative L2 error per (token, head) row <= 2e-3 (f16) / 1e-2 (bf16),
-// the output's rounding to the dtype.
+// Paged decode, prefill and flash prefill attention against the CPU's attend_one on random
+// caches: blocks scattered through the pool, -1 entries for blocks outside the window,
+// GQA/MQA/MHA, every supported head size, one to many decode splits, batches of 1 to 64.
+// Outputs are poisoned first, and every slot no query may read (unreferenced blocks, slots
+// past a sequence's end) holds NaN or Inf bits. Tolerance: relative L2 error per (token, head)
+// row <= 2e-3 (f16) / 1e-2 (bf16), the output's rounding to the dtype.
 #include "check.h"
 
 #ifdef GYRE_HAVE_CUDA
@@ -11,7 +12,9 @@
 #include "cpu/attention.h"
 #include "cuda_test_util.h"
 #include "cuda/decode_attention.cuh"
+#include "cuda/flash_prefill.cuh"
 #include "cuda/prefill_attention.cuh"
+#include "gyre/gpu_memory.h"
 
 using namespace gyre;
 using namespace gyre_test;
@@ -112,30 +115,86 @@ const DType kDtypes[] = {DType::kF16, DType::kBF16};
 const AttnCase kCases[] = {{4, 4, 8, 16, 0}, {8, 2, 16, 16, 16}, {4, 1, 32, 16, 0}, {8, 2, 64, 32, 100},
                        {32, 8, 128, 16, 0}, {32, 32, 128, 16, 0}, {16, 2, 128, 16, 300}, {8, 1, 64, 8, 0}};
 
+// Runs decode_attention on every token of `s` with `splits` splits and checks it.
+void run_decode(const Setup& s, int splits, const char* what) {
+  auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
+  auto pos = to_device(s.positions), seq = to_device(s.seq_of);
+  std::vector<int32_t> tokens(s.T());
+  for (int t = 0; t < s.T(); ++t) tokens[t] = t;
+  auto d_tokens = to_device(tokens);
+  DeviceBuffer ws(sizeof(float) * decode_attention_workspace(s.T(), s.c.nh, splits, s.c.d));
+  auto out = poisoned(size_t(s.T()) * s.c.nh * s.c.d * 2);
+  decode_attention(s.dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), seq.get<int32_t>(), d_tokens.get<int32_t>(),
+                   s.T(), splits, ws.get<float>(), out.get(), nullptr);
+  s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * s.c.nh * s.c.d), s.dt), what);
+}
+
 }  // namespace
 
 TEST(decode_attention_matches_cpu) {
   std::mt19937 rng(11);
   for (DType dt : kDtypes)
     for (const AttnCase& c : kCases) {
-      const std::vector<int> ctx = c.d >= 64 ? std::vector<int>{1, 17, 600, 1300} : std::vector<int>{1, 5, 40, 150};
+      const std::vector<int> ctx = c.d >= 64 ? std::vector<int>{1, 17, 90, 300} : std::vector<int>{1, 5, 40, 150};
       Setup s(c, dt, ctx, std::vector<int>(ctx.size(), 1), rng);
-      auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
-      auto pos = to_device(s.positions), seq = to_device(s.seq_of);
-      std::vector<int32_t> tokens(s.T());
-      for (int t = 0; t < s.T(); ++t) tokens[t] = t;
-      auto d_tokens = to_device(tokens);
-      for (int split_len : {512 / c.bs * c.bs, 2 * c.bs}) {  // few splits, and many
-        const int splits = decode_num_splits(s.max_visible(), split_len);  // as few as cover the window
-        DeviceBuffer ws(sizeof(float) * decode_attention_workspace(s.T(), c.nh, splits, c.d));
-        auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
-        decode_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), seq.get<int32_t>(),
-                         d_tokens.get<int32_t>(), s.T(), splits, split_len, ws.get<float>(), out.get(), nullptr);
-        s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * c.nh * c.d), dt),
-                split_len > 2 * c.bs ? "decode" : "decode (many splits)");
-      }
+      s.poison_unwritten(ctx);
+      const int chunks = ctx.back() / 16 + 2;
+      for (int splits : {1, 3, chunks}) run_decode(s, splits, splits == 1 ? "decode" : "decode (splits)");
     }
 }
+
+// Batches of 1 to 64 tokens with ragged contexts, splits as the backend picks them for an A10G.
+TEST(decode_attention_batches_match_cpu) {
+  std::mt19937 rng(13);
+  const AttnCase cases[] = {{32, 32, 128, 16, 0}, {32, 8, 128, 16, 40}, {8, 1, 64, 16, 0}, {16, 4, 64, 8, 33}};
+  for (const AttnCase& c : cases)
+    for (int batch : {1, 2, 9, 64}) {
+      const DType dt = batch % 2 ? DType::kF16 : DType::kBF16;
+      std::vector<int> ctx(batch);
+      for (int& n : ctx) n = std::uniform_int_distribution<int>(1, batch > 9 ? 70 : 200)(rng);
+      Setup s(c, dt, ctx, std::vector<int>(ctx.size(), 1), rng);
+      s.poison_unwritten(ctx);
+      int max_visible = 0;
+      for (int p : s.positions) max_visible = std::max(max_visible, c.window > 0 ? std::min(p + 1, c.window) : p + 1);
+      const PagedKv shape{nullptr, nullptr, nullptr, 0, c.bs, c.nh, c.nkv, c.d, c.window, 1.0f};
+      run_decode(s, decode_attention_splits(shape, batch, max_visible, 80), "decode (batch)");
+    }
+}
+
+// The grid fills at least 2 blocks per SM at batch 1 where the context has the chunks for it,
+// and stops splitting where it does not.
+TEST(host_decode_splits_fill_the_gpu) {
+  auto blocks = [](int nh, int nkv, int d, int n, int keys, int sms) {
+    const PagedKv kv{nullptr, nullptr, nullptr, 0, 16, nh, nkv, d, 0, 1.0f};
+    return int64_t(n) * nkv * decode_attention_splits(kv, n, keys, sms);
+  };
+  CHECK(blocks(32, 32, 128, 1, 1000, 80) >= 160);   // Llama-2-7B, A10G
+  CHECK(blocks(32, 8, 128, 1, 1000, 80) >= 160);    // Mistral-7B
+  CHECK(blocks(40, 40, 128, 1, 4000, 132) >= 264);  // Llama-2-13B, H100
+  CHECK_EQ(blocks(32, 8, 128, 64, 1000, 80), 64 * 8);  // a full batch needs no split
+  // 40 keys are 3 chunks at most: 2 warps per block need no more than 2 splits.
+  CHECK(blocks(32, 8, 128, 1, 40, 80) <= 2 * 8);
+  CHECK_EQ(blocks(32, 8, 128, 1, 1, 80), 8);
+  // Workspace rows (tokens x splits) stay within n + 2 x SMs (MQA splits the most).
+  const PagedKv mqa{nullptr, nullptr, nullptr, 0, 16, 8, 1, 128, 0, 1.0f};
+  for (int n = 1; n <= 300; ++n) CHECK(int64_t(n) * decode_attention_splits(mqa, n, 100000, 132) <= n + 2 * 132);
+}
+
+namespace {
+
+// Tiles of `tile_tokens` query tokens over each sequence's chunk.
+std::vector<PrefillTile> make_tiles(const std::vector<int>& chunk, int tile_tokens) {
+  std::vector<PrefillTile> tiles;
+  int first = 0;
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    for (int t = 0; t < chunk[i]; t += tile_tokens)
+      tiles.push_back({static_cast<int32_t>(i), first + t, std::min(tile_tokens, chunk[i] - t)});
+    first += chunk[i];
+  }
+  return tiles;
+}
+
+}  // namespace
 
 TEST(prefill_attention_matches_cpu) {
   std::mt19937 rng(12);
@@ -145,15 +204,10 @@ TEST(prefill_attention_matches_cpu) {
       // a short chunk, and a chunk that is not a multiple of the tile.
       const std::vector<int> ctx = {37, 300, 90, 129}, chunk = {37, 45, 2, 17};
       Setup s(c, dt, ctx, chunk, rng);
+      s.poison_unwritten(ctx);
       auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
       auto pos = to_device(s.positions);
-      std::vector<PrefillTile> tiles;
-      int first = 0;
-      for (size_t i = 0; i < ctx.size(); ++i) {
-        for (int t = 0; t < chunk[i]; t += kPrefillTileQ)
-          tiles.push_back({static_cast<int32_t>(i), first + t, std::min(kPrefillTileQ, chunk[i] - t)});
-        first += chunk[i];
-      }
+      const std::vector<PrefillTile> tiles = make_tiles(chunk, kPrefillTileQ);
       auto d_tiles = to_device(tiles);
       auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
       prefill_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), d_tiles.get<PrefillTile>(),
@@ -162,9 +216,42 @@ TEST(prefill_attention_matches_cpu) {
     }
 }
 
+// Head dims 64/128; GQA groups 1, 3 (padding rows), 4, 8 and MQA; windows; block sizes 8-32.
+TEST(flash_prefill_matches_cpu) {
+  std::mt19937 rng(14);
+  const AttnCase cases[] = {{4, 4, 64, 16, 0},  {16, 4, 64, 16, 0}, {6, 2, 64, 16, 0},     {8, 2, 64, 8, 50},
+                            {8, 1, 128, 16, 0}, {32, 4, 128, 32, 0}, {4, 4, 128, 16, 100}, {4, 1, 128, 16, 70}};
+  for (DType dt : kDtypes)
+    for (const AttnCase& c : cases) {
+      // A whole prompt, a chunk after earlier context (chunked prefill / prefix hit), a short
+      // chunk, a chunk that is not a multiple of the tile, a single token.
+      const std::vector<int> ctx = {37, 300, 90, 129, 1}, chunk = {37, 70, 2, 17, 1};
+      Setup s(c, dt, ctx, chunk, rng);
+      s.poison_unwritten(ctx);
+      auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
+      auto pos = to_device(s.positions);
+      const int group = c.nh / c.nkv;
+      CHECK(flash_prefill_supported(c.d, group));
+      const std::vector<PrefillTile> tiles = make_tiles(chunk, flash_prefill_tile_tokens(group));
+      auto d_tiles = to_device(tiles);
+      auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
+      flash_prefill_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), d_tiles.get<PrefillTile>(),
+                              static_cast<int>(tiles.size()), out.get(), nullptr);
+      s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * c.nh * c.d), dt), "flash prefill");
+    }
+}
+
+TEST(host_flash_prefill_shapes) {
+  CHECK(flash_prefill_supported(128, 1) && flash_prefill_supported(64, 8) && flash_prefill_supported(128, 64));
+  CHECK(!flash_prefill_supported(32, 1) && !flash_prefill_supported(128, 65));
+  CHECK_EQ(flash_prefill_tile_tokens(1), 64);
+  CHECK_EQ(flash_prefill_tile_tokens(4), 16);
+  CHECK_EQ(flash_prefill_tile_tokens(3), 21);
+}
+
 // Stale KV slots (what cudaMalloc hands back holds old bytes; float32 data read as f16 is NaN or
-// Inf about 1 time in 32) must not reach the output: decode loads the whole last block of
-// a sequence, past its last token. Small shapes, so that it also runs under emulation.
+// Inf about 1 time in 32) must not reach the output: a kernel that loads whole KV blocks reads
+// past a sequence's last token. Small shapes, so that it also runs under emulation.
 TEST(attention_ignores_nan_and_inf_in_unwritten_slots) {
   std::mt19937 rng(13);
   const AttnCase cases[] = {{4, 2, 32, 16, 0}, {4, 1, 64, 8, 20}};
@@ -175,31 +262,19 @@ TEST(attention_ignores_nan_and_inf_in_unwritten_slots) {
       for (const std::vector<int>* chunk : {&dec, &pre}) {
         Setup s(c, dt, ctx, *chunk, rng);
         s.poison_unwritten(ctx);
-        auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
-        auto pos = to_device(s.positions), seq = to_device(s.seq_of);
-        auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
         if (chunk == &dec) {
-          std::vector<int32_t> tokens(s.T());
-          for (int t = 0; t < s.T(); ++t) tokens[t] = t;
-          auto d_tokens = to_device(tokens);
-          const int split_len = 2 * c.bs, splits = decode_num_splits(s.max_visible(), split_len);
-          DeviceBuffer ws(sizeof(float) * decode_attention_workspace(s.T(), c.nh, splits, c.d));
-          decode_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), seq.get<int32_t>(),
-                           d_tokens.get<int32_t>(), s.T(), splits, split_len, ws.get<float>(), out.get(), nullptr);
-        } else {
-          std::vector<PrefillTile> tiles;
-          int first = 0;
-          for (size_t i = 0; i < ctx.size(); ++i) {
-            for (int t = 0; t < (*chunk)[i]; t += kPrefillTileQ)
-              tiles.push_back({static_cast<int32_t>(i), first + t, std::min(kPrefillTileQ, (*chunk)[i] - t)});
-            first += (*chunk)[i];
-          }
-          auto d_tiles = to_device(tiles);
-          prefill_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), d_tiles.get<PrefillTile>(),
-                            static_cast<int>(tiles.size()), out.get(), nullptr);
+          run_decode(s, 3, "decode over poisoned slots");
+          continue;
         }
+        auto kc = to_device(s.k.bits), vc = to_device(s.v.bits), tb = to_device(s.tables), q = to_device(s.q.bits);
+        auto pos = to_device(s.positions);
+        auto out = poisoned(size_t(s.T()) * c.nh * c.d * 2);
+        const std::vector<PrefillTile> tiles = make_tiles(*chunk, kPrefillTileQ);
+        auto d_tiles = to_device(tiles);
+        prefill_attention(dt, s.kv(kc, vc, tb), q.get(), pos.get<int32_t>(), d_tiles.get<PrefillTile>(),
+                          static_cast<int>(tiles.size()), out.get(), nullptr);
         s.check(to_floats(from_device<uint16_t>(out, size_t(s.T()) * c.nh * c.d), dt),
-                chunk == &dec ? "decode over poisoned slots" : "prefill over poisoned slots");
+                "prefill over poisoned slots");
       }
     }
 }

@@ -12,6 +12,7 @@
 #include "cuda/activation.cuh"
 #include "cuda/decode_attention.cuh"
 #include "cuda/embedding.cuh"
+#include "cuda/flash_prefill.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/memory_budget.h"
 #include "cuda/norm.cuh"
@@ -40,6 +41,14 @@ CudaBackend::CudaBackend(std::shared_ptr<ModelWeights> weights)
   if (c.hidden_size % 8 || c.intermediate_size % 8 || c.head_dim % 8)
     throw Error("backend 'cuda': hidden_size, intermediate_size and head_dim must be multiples of 8");
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  int device = 0;
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  sm_count_ = std::max(1, prop.multiProcessorCount);
+  const int group = c.num_heads / c.num_kv_heads;
+  flash_prefill_ = flash_prefill_supported(c.head_dim, group);
+  prefill_tile_tokens_ = flash_prefill_ ? flash_prefill_tile_tokens(group) : kPrefillTileQ;
   if (const char* g = std::getenv("GYRE_CUDA_GRAPHS")) graphs_enabled_ = std::string(g) != "0";
   if (const char* g = std::getenv("GYRE_GPU_SAMPLING")) device_sampling_ = std::string(g) != "0";
   upload_weights();
@@ -137,7 +146,8 @@ void CudaBackend::upload_batch(const Batch& b, int rows, int width, DeviceBuffer
       const int p = b.positions[begin];
       max_visible = std::max(max_visible, c.sliding_window > 0 ? std::min(p + 1, c.sliding_window) : p + 1);
     } else {
-      for (int t = begin; t < end; t += kPrefillTileQ) tiles.push_back({s, t, std::min(kPrefillTileQ, end - t)});
+      for (int t = begin; t < end; t += prefill_tile_tokens_)
+        tiles.push_back({s, t, std::min(prefill_tile_tokens_, end - t)});
     }
   }
   for (int t = T; t < P; ++t) {  // no K/V written (slot -1), no block: no key visible
@@ -154,9 +164,21 @@ void CudaBackend::upload_batch(const Batch& b, int rows, int width, DeviceBuffer
   for (int s = 0; s < S; ++s)
     std::copy_n(b.block_tables.begin() + static_cast<size_t>(s) * b.max_blocks_per_seq, copy,
                 tables.begin() + static_cast<size_t>(s) * width);
-  split_len_ = std::max(1, kDecodeSplitTokens / block_size_) * block_size_;
-  num_splits_ = decode_num_splits(max_visible, split_len_);
+  // Tiles that see the most keys first, so the longest blocks do not start last (a shorter tail).
+  auto keys_seen = [&](const PrefillTile& t) {
+    const int p = b.positions[t.first + t.count - 1] + 1;
+    return c.sliding_window > 0 ? std::min(p, c.sliding_window + t.count - 1) : p;
+  };
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [&](const PrefillTile& x, const PrefillTile& y) { return keys_seen(x) > keys_seen(y); });
   num_decode_ = static_cast<int>(decode.size());
+  const PagedKv shape{nullptr, nullptr, nullptr, 0, block_size_, c.num_heads, c.num_kv_heads, c.head_dim,
+                      c.sliding_window, 1.0f};
+  num_splits_ = decode_attention_splits(shape, num_decode_, max_visible, sm_count_);
+  if (num_decode_ > 0) {  // within the workspace gyre/gpu_memory.h planned (reserve_step)
+    const int64_t rows = workspace_.bytes() / (sizeof(float) * decode_attention_workspace(1, c.num_heads, 1, c.head_dim));
+    num_splits_ = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_splits_, rows / num_decode_)));
+  }
   num_tiles_ = static_cast<int>(tiles.size());
   rope_.compute(c, positions.data(), P);
   const int RP = static_cast<int>(logits_rows.size());
@@ -225,9 +247,10 @@ void CudaBackend::enqueue_layers(int T, int width) {
     const PagedKv kv{kc, vc, dev_.block_tables, width, block_size_, c.num_heads, c.num_kv_heads, d,
                      c.sliding_window, static_cast<float>(std::sqrt(static_cast<double>(d)))};
     decode_attention(dt_, kv, q_.get(), dev_.positions, dev_.seq_of, dev_.decode_tokens, num_decode_, num_splits_,
-                     split_len_, workspace_.get<float>(), attn_.get(), stream_);
-    prefill_attention(dt_, kv, q_.get(), dev_.positions, static_cast<const PrefillTile*>(dev_.tiles), num_tiles_,
-                      attn_.get(), stream_);
+                     workspace_.get<float>(), attn_.get(), stream_);
+    const auto* tiles = static_cast<const PrefillTile*>(dev_.tiles);
+    if (flash_prefill_) flash_prefill_attention(dt_, kv, q_.get(), dev_.positions, tiles, num_tiles_, attn_.get(), stream_);
+    else prefill_attention(dt_, kv, q_.get(), dev_.positions, tiles, num_tiles_, attn_.get(), stream_);
     linear(dt_, attn_.get(), QO, L.o, L.o_scale, tmp, H, T, H, QO, stream_);
     add_rms_norm(dt_, h, tmp, L.post_norm, nullptr, x_.get(), T, H, c.rms_norm_eps, stream_);
     linear(dt_, x_.get(), H, L.gate_up, L.gate_up_scale, gate_up_.get<float>(), 2 * I, T, 2 * I, H, stream_);
@@ -250,8 +273,8 @@ std::vector<const void*> CudaBackend::graph_buffers() const {
 }
 
 // A pure decode step whose padded size fits the step plan (so nothing allocates): the graph for
-// its padded size, its decode splits those of the plan's longest context (splits past a
-// token's keys are empty and skipped by the merge, so the result is the eager one).
+// its padded size, its decode splits chosen for the plan's longest context (eager steps choose
+// them for the batch's, so the two may round differently).
 bool CudaBackend::forward_graph(const Batch& b, float* logits) {
   const ModelConfig& c = w_->config;
   const int S = b.num_seqs();
@@ -259,16 +282,16 @@ bool CudaBackend::forward_graph(const Batch& b, float* logits) {
   if (!graphs_enabled_ || P == 0 || P > act_rows_ || P > act_tokens_ || b.num_tokens() != S ||
       static_cast<int>(b.logits_indices.size()) != S)
     return false;
-  int max_visible = 0;
-  for (int s = 0; s < S; ++s) {
+  for (int s = 0; s < S; ++s)
     if (b.query_start[s + 1] != s + 1 || b.logits_indices[s] != s) return false;
-    const int p = b.positions[s];
-    max_visible = std::max(max_visible, c.sliding_window > 0 ? std::min(p + 1, c.sliding_window) : p + 1);
-  }
-  const int split_len = std::max(1, kDecodeSplitTokens / block_size_) * block_size_;
-  const int splits = decode_num_splits(plan_visible_keys_, split_len);
-  if (decode_num_splits(max_visible, split_len) > splits) return false;  // past the plan: eager
-  if (workspace_.bytes() < sizeof(float) * decode_attention_workspace(P, c.num_heads, splits, c.head_dim)) return false;
+  // One split count per padded size (it is captured in the grid): any count is right, since each
+  // token divides its own visible keys into that many parts.
+  const PagedKv shape{nullptr, nullptr, nullptr, 0, block_size_, c.num_heads, c.num_kv_heads, c.head_dim,
+                      c.sliding_window, 1.0f};
+  const int64_t rows = workspace_.bytes() / (sizeof(float) * decode_attention_workspace(1, c.num_heads, 1, c.head_dim));
+  if (rows < P) return false;
+  const int splits = static_cast<int>(
+      std::min<int64_t>(decode_attention_splits(shape, P, std::max(1, plan_visible_keys_), sm_count_), rows / P));
   while (graph_width_ < std::max(16, b.max_blocks_per_seq)) graph_width_ = std::max(16, graph_width_ * 2);
   DecodeGraphs::Graph& g = graphs_.slot(P, graph_width_, graph_buffers());
   upload_batch(b, P, graph_width_, g.meta);

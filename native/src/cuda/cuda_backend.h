@@ -107,7 +107,11 @@ class CudaBackend : public Backend {
     void* tiles;
     float *cos, *sin;
   } dev_{};
-  int num_decode_ = 0, num_tiles_ = 0, num_splits_ = 1, split_len_ = 512;
+  int num_decode_ = 0, num_tiles_ = 0, num_splits_ = 1;
+  // Prefill: the tensor-core flash kernel where it serves the shape (head dim 64/128), else
+  // 16-token tiles of prefill_attention. Decode splits fill the SMs (sm_count_).
+  bool flash_prefill_ = false;
+  int prefill_tile_tokens_ = 16, sm_count_ = 1;
 
   bool graphs_enabled_ = true;
   int graph_width_ = 0;  // block-table width of the graphs: grows in powers of two

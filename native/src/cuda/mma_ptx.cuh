@@ -1,5 +1,5 @@
-// PTX wrappers shared by the kernels: cp.async with zero-fill, ldmatrix.x4, mma.sync m16n8k16
-// with float32 accumulation, and a streaming 16-byte global load. Inline PTX lives only here;
+// PTX wrappers shared by the kernels: cp.async with zero-fill, ldmatrix.x4 (plain and .trans),
+// mma.sync m16n8k16 with float32 accumulation, and a streaming 16-byte global load. Inline PTX lives only here;
 // under GYRE_CUDA_EMULATION each wrapper has a twin in the SIMT runtime (native/emu/).
 #pragma once
 #include <cuda_bf16.h>
@@ -26,6 +26,12 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) 
   ::simt::Thread* t = ::simt::g_thread;
   std::memcpy(t->in, &smem, sizeof smem);
   ::simt::collective(::simt::op_ldmatrix<4, false>, 0xffffffffu);
+  for (int i = 0; i < 4; ++i) r[i] = t->out[i];
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* smem) {
+  ::simt::Thread* t = ::simt::g_thread;
+  std::memcpy(t->in, &smem, sizeof smem);
+  ::simt::collective(::simt::op_ldmatrix<4, true>, 0xffffffffu);
   for (int i = 0; i < 4; ++i) r[i] = t->out[i];
 }
 
@@ -70,6 +76,13 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
+}
+// Transposed 8x8 fragments: from rows of keys x columns of d, each thread gets the
+// (k = 2 * (lane % 4) + {0, 1}, n = lane / 4) pairs an mma B operand wants.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s) : "memory");
 }
 

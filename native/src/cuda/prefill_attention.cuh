@@ -2,7 +2,8 @@
 // sequence and one head, walks their keys 16 at a time straight from the paged cache (earlier
 // chunks and prefix-cache hits included; this step's K/V were written there by
 // rope_and_cache), applies the causal and sliding-window masks per (query, key), and keeps
-// an online softmax, so no score matrix is ever stored.
+// an online softmax, so no score matrix is ever stored. The backend uses it for the head dims
+// the tensor-core kernel (flash_prefill.cuh) does not serve.
 #pragma once
 #include <cuda_runtime.h>
 
