@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const SCRIPT = path.join(__dirname, '../../native/scripts/device-check.sh');
-const TESTS = ['cuda_kernels_test', 'cuda_attention_test', 'cuda_int8_test', 'cuda_forward_test', 'cuda_engine_test',
+const TESTS = ['cuda_kernels_test', 'cuda_attention_test', 'cuda_int8_test', 'cuda_forward_test', 'cuda_engine_test', 'cuda_graph_test', 'cuda_sampler_test',
   'int8_13b_test'];
 
 let dir: string;
