@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT, demoModel, waitFor } from './helpers';
+import { collectJsonLines } from './json_lines';
 
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
 
@@ -28,16 +29,7 @@ export async function startChild(args: string[] = [], env: Record<string, string
   const proc = spawn(process.execPath, [MAIN, 'serve', '--model', demoModel(), '--port', '0', '--host', '127.0.0.1', ...args],
     { env: { ...process.env, GYRE_BACKEND: 'cpu', GYRE_EMF_INTERVAL: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const logs: Record<string, unknown>[] = [];
-  let buf = '';
-  proc.stdout!.on('data', (d) => {
-    buf += d;
-    let cut: number;
-    while ((cut = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, cut);
-      buf = buf.slice(cut + 1);
-      if (line.trim()) logs.push(JSON.parse(line));
-    }
-  });
+  collectJsonLines(proc.stdout!, logs);
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const child: ChildServer = {
     proc, logs, exited, url: '',

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, get, waitFor } from './helpers';
+import { collectJsonLines } from './json_lines';
 
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
 
@@ -18,16 +19,7 @@ function serve(args: string[], env: Record<string, string> = {}): Child {
   const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--backend', 'cpu', ...args],
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
-  let buf = '';
-  proc.stdout!.on('data', (d) => {
-    buf += d;
-    let cut: number;
-    while ((cut = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, cut);
-      buf = buf.slice(cut + 1);
-      if (line.trim()) logs.push(JSON.parse(line));
-    }
-  });
+  collectJsonLines(proc.stdout!, logs);
   // 'close', not 'exit': the last log lines may still be in the pipe when the process exits.
   const c = { proc, logs, exited: new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code))) };
   children.push(c);

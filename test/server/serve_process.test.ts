@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from '../container/helpers';
 import { ROOT, demoModel, get, post, readSse, waitFor } from './helpers';
+import { collectJsonLines } from './json_lines';
 
 const MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
 
@@ -17,16 +18,7 @@ function serve(args: string[], env: Record<string, string> = {}): Child {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'server', 'server.js'))) throw new Error('dist/ is not built: run `npm run build:ts`');
   const proc = spawn(process.execPath, [MAIN, 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const logs: Record<string, unknown>[] = [];
-  let buf = '';
-  proc.stdout!.on('data', (d) => {
-    buf += d;
-    let cut: number;
-    while ((cut = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, cut);
-      buf = buf.slice(cut + 1);
-      if (line.trim()) logs.push(JSON.parse(line));
-    }
-  });
+  collectJsonLines(proc.stdout!, logs);
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   return { proc, logs, exited };
 }
