@@ -173,10 +173,6 @@ bool is_device(const void* p, size_t bytes) {
   return a >= it->first && a + bytes <= it->first + it->second;
 }
 
-struct Task {
-  std::function<void()> run;
-};
-
 }  // namespace
 }  // namespace simt
 
