@@ -4,11 +4,13 @@
 //
 // Needs /usr/bin/python3 with nbconvert, nbclient and jupyter_client (apt: python3-nbclient
 // jupyter-nbconvert jupyter-client python3-ipython) and tslab (node_modules/.bin/tslab, or
-// GYRE_TSLAB). Outside CI the test is skipped, with a message, when either is missing.
+// GYRE_TSLAB). Outside CI the test is skipped, with a message, when either is missing. Executing
+// them takes about a minute: they are in the slow set (test/slow.ts), which CI runs.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { SLOW, describeSlow } from '../slow';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const NOTEBOOKS = path.join(ROOT, 'notebooks-ts');
@@ -28,11 +30,11 @@ function missing(): string | undefined {
 
 const why = missing();
 const notebooks = fs.readdirSync(NOTEBOOKS).filter((f) => f.endsWith('.ipynb')).sort();
-if (why && !process.env.CI) {
+if (SLOW && why && !process.env.CI) {
   // Said once, loudly, so that a skipped run is not mistaken for a passing one.
   console.warn(`notebooks: SKIPPED: ${why}`);
 }
-const maybe = why && !process.env.CI ? describe.skip : describe;
+const maybe = !SLOW ? describeSlow : why && !process.env.CI ? describe.skip : describe;
 
 function alive(pid: number): boolean {
   try {
