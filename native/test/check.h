@@ -1,8 +1,10 @@
 // A minimal test harness: TEST(name) { CHECK(...); }, run by main() in each *_test.cc via
 // GYRE_TEST_MAIN. Prints one line per test and a closing "N passed, M failed, K skipped" line.
 #pragma once
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <functional>
 #include <sstream>
@@ -21,6 +23,13 @@ struct Skip {
   std::string reason;
 };
 
+// The slow set (GYRE_TEST_SLOW=1, as .ci/run sets): tests keep their large shapes for it and run
+// a smaller selection of the same cases in every `npm test`.
+inline bool slow() {
+  const char* v = std::getenv("GYRE_TEST_SLOW");
+  return v && std::string(v) == "1";
+}
+
 // Exit status: 0 when something passed and nothing failed; 77 (ctest's SKIP_RETURN_CODE) when
 // everything selected was skipped; 1 otherwise.
 constexpr int kSkipExit = 77;
@@ -29,10 +38,14 @@ inline int run_all(int argc, char** argv) {
   int passed = 0, failed = 0, skipped = 0;
   for (auto& c : cases()) {
     if (argc > 1 && std::string(c.name).find(argv[1]) == std::string::npos) continue;
+    // CPU seconds beside wall seconds: on a shared machine the CPU time is the fairer cost.
+    const auto wall0 = std::chrono::steady_clock::now();
+    const std::clock_t cpu0 = std::clock();
     try {
       c.fn();
       ++passed;
-      std::printf("ok   %s\n", c.name);
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+      std::printf("ok   %s (%.2f s, %.2f s CPU)\n", c.name, wall, double(std::clock() - cpu0) / CLOCKS_PER_SEC);
     } catch (const Skip& s) {
       ++skipped;
       std::printf("skip %s: %s\n", c.name, s.reason.c_str());

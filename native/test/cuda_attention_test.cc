@@ -8,6 +8,7 @@
 
 #ifdef GYRE_HAVE_CUDA
 #include <algorithm>
+#include <iterator>
 
 #include "cpu/attention.h"
 #include "cuda_test_util.h"
@@ -133,8 +134,11 @@ void run_decode(const Setup& s, int splits, const char* what) {
 
 TEST(decode_attention_matches_cpu) {
   std::mt19937 rng(11);
-  for (DType dt : kDtypes)
-    for (const AttnCase& c : kCases) {
+  for (int di = 0; di < 2; ++di)
+    for (int ci = 0; ci < int(std::size(kCases)); ++ci) {
+      if (!in_quick_half(di, ci)) continue;
+      const DType dt = kDtypes[di];
+      const AttnCase& c = kCases[ci];
       const std::vector<int> ctx = c.d >= 64 ? std::vector<int>{1, 17, 90, 300} : std::vector<int>{1, 5, 40, 150};
       Setup s(c, dt, ctx, std::vector<int>(ctx.size(), 1), rng);
       s.poison_unwritten(ctx);

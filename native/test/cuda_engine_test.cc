@@ -7,6 +7,7 @@
 #include "check.h"
 
 #ifdef GYRE_HAVE_CUDA
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -56,7 +57,10 @@ class Collector {
 }  // namespace
 
 TEST(engine_on_cuda_matches_reference) {
-  for (const auto& name : fixture_models()) {
+  // llama-gqa-theta differs from llama-mha only inside the kernels the forward tests cover.
+  std::vector<std::string> models = fixture_models();
+  if (!full_shapes()) models.erase(std::remove(models.begin(), models.end(), "llama-gqa-theta"), models.end());
+  for (const auto& name : models) {
     std::vector<Prompt> ref = load_prompts(name);
     EngineOptions o;
     o.backend = "cuda";

@@ -81,7 +81,9 @@ TEST(host_graph_batch_sizes) {
 
 TEST(decode_graph_replay_matches_eager) {
   const bool exact = !gemm_has_cublaslt();
-  for (const std::string model : {"llama-mha", "mistral-gqa-swa"}) {
+  std::vector<std::string> models = {"mistral-gqa-swa"};
+  if (full_shapes()) models.push_back("llama-mha");
+  for (const std::string& model : models) {
     auto eager = cuda_backend(model, false), graph = cuda_backend(model, true);
     const int V = eager->config().vocab_size;
     Seqs s = make_seqs(20, V, 1);
@@ -120,7 +122,9 @@ TEST(decode_graph_replay_matches_eager) {
 // tensor-core kernel more, and they sum in different orders).
 TEST(decode_rows_do_not_depend_on_the_batch) {
   const bool mma = !gemm_has_cublaslt();
-  for (auto [model, int8] : {std::pair{"llama-gqa-theta", false}, {"mistral-gqa-swa", false}, {"llama-gqa-theta", true}}) {
+  std::vector<std::pair<const char*, bool>> cases = {{"llama-gqa-theta", false}, {"mistral-gqa-swa", false}};
+  if (full_shapes()) cases.push_back({"llama-gqa-theta", true});  // measured, not asserted
+  for (auto [model, int8] : cases) {
     const bool exact = mma && !int8;
     auto batched = cuda_backend(model, false, int8), alone = cuda_backend(model, false, int8);
     const int V = batched->config().vocab_size;

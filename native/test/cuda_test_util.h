@@ -75,6 +75,20 @@ double rel_err(const G& got, const R& ref) { return rel_err(got, ref, 0, ref.siz
 // Output rounding of the activation dtype dominates the kernels' error.
 inline double half_tol(gyre::DType dt) { return dt == gyre::DType::kBF16 ? 1e-2 : 2e-3; }
 
+// The large shapes: always on a GPU; under the emulation only in the slow set (CI), since a
+// 4096 x 4096 GEMM costs the emulator seconds.
+inline bool full_shapes() {
+#ifdef GYRE_CUDA_EMULATION
+  return gyre_test::slow();
+#else
+  return true;
+#endif
+}
+
+// Half of a grid of variants (e.g. dtype x fixture) under the emulation outside the slow set:
+// the cells whose indices sum to an even number, so each row and each column keeps a cell.
+inline bool in_quick_half(int i, int j) { return full_shapes() || (i + j) % 2 == 0; }
+
 // Runs the tests whose names contain "host_" always, the rest only with a CUDA device.
 inline int cuda_test_main(int argc, char** argv) {
   if (!gyre::cuda_device_available()) {
