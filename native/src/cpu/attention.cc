@@ -88,7 +88,200 @@ void weighted_sum(const float* scores, float inv, int n, const float* const* row
   for (int i = 0; i < D / 8; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
 
+
+// Four 8-lane accumulators summed, one per lane of the result, by the tree
+// ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)). Every score attend_rows computes goes through it.
+inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 0x55));
+  return _mm_cvtss_f32(m);
+}
+
+constexpr int kTile = kAttentionKeyTile;
+static_assert(kTile % 8 == 0, "key tiles are whole 8-lane vectors");
+
+// s[r * ld + j] = q[r] . k[j] for R rows and K keys (K a multiple of 4). Each score is one FMA
+// chain per lane over the head dimension, reduce4's tree, then the d % 8 tail in order: the same
+// arithmetic whatever R and K are, so a score does not depend on its neighbours in the block.
+template <int R, int K>
+inline void score_block(const float* const* q, const float* const* k, int d, float* s, int ld) {
+  __m256 acc[R][K];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < K; ++j) acc[r][j] = _mm256_setzero_ps();
+  const int d8 = d & ~7;
+  for (int i = 0; i < d8; i += 8) {
+    __m256 qv[R];
+    for (int r = 0; r < R; ++r) qv[r] = _mm256_loadu_ps(q[r] + i);
+    for (int j = 0; j < K; ++j) {
+      const __m256 kv = _mm256_loadu_ps(k[j] + i);
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(qv[r], kv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < K; j += 4) {
+      float* out = s + r * ld + j;
+      _mm_storeu_ps(out, reduce4(acc[r][j], acc[r][j + 1], acc[r][j + 2], acc[r][j + 3]));
+      for (int i = d8; i < d; ++i)
+        for (int x = 0; x < 4; ++x) out[x] = std::fma(q[r][i], k[j + x][i], out[x]);
+    }
+}
+
+// acc[r * d + c0 .. c0 + 8C) += sum over i in [i0, i1] of p[r * kTile + i] * v[i][...], i ascending.
+template <int R, int C>
+inline void accumulate_block(const float* p, int i0, int i1, const float* const* v, int c0, float* acc, int d) {
+  __m256 a[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) a[r][c] = _mm256_loadu_ps(acc + r * d + c0 + 8 * c);
+  for (int i = i0; i <= i1; ++i) {
+    __m256 pv[R];
+    for (int r = 0; r < R; ++r) pv[r] = _mm256_broadcast_ss(p + r * kTile + i);
+    for (int c = 0; c < C; ++c) {
+      const __m256 vv = _mm256_loadu_ps(v[i] + c0 + 8 * c);
+      for (int r = 0; r < R; ++r) a[r][c] = _mm256_fmadd_ps(pv[r], vv, a[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) _mm256_storeu_ps(acc + r * d + c0 + 8 * c, a[r][c]);
+}
+
+// All head dimensions of R rows: blocks of C vectors, single vectors, then the scalar tail.
+template <int R, int C>
+inline void accumulate_rows(const float* p, int i0, int i1, const float* const* v, float* acc, int d) {
+  const int d8 = d & ~7;
+  int c0 = 0;
+  for (; c0 + 8 * C <= d8; c0 += 8 * C) accumulate_block<R, C>(p, i0, i1, v, c0, acc, d);
+  for (; c0 < d8; c0 += 8) accumulate_block<R, 1>(p, i0, i1, v, c0, acc, d);
+  for (int x = d8; x < d; ++x)
+    for (int i = i0; i <= i1; ++i)
+      for (int r = 0; r < R; ++r) acc[r * d + x] = std::fma(p[r * kTile + i], v[i][x], acc[r * d + x]);
+}
+
+struct Scratch {
+  std::vector<float> s;    // [rows, kTile]: scores, then probabilities
+  std::vector<float> acc;  // [rows, head_dim]: running sum of p * v
+  std::vector<float> max, sum;
+  std::vector<int> lo;
+  const float* k[kTile];
+  const float* v[kTile];
+};
+
 }  // namespace
+
+void attend_rows(const AttentionShape& s, int kv_head, const int32_t* block_table, const float* k_cache,
+                 const float* v_cache, int num_rows, const float* const* q, const int32_t* positions,
+                 float* const* out) {
+  thread_local Scratch w;
+  const int d = s.head_dim, R = num_rows;
+  if (R <= 0) return;
+  w.s.resize(static_cast<size_t>(R) * kTile);
+  w.acc.assign(static_cast<size_t>(R) * d, 0.0f);
+  w.max.assign(R, -std::numeric_limits<float>::infinity());
+  w.sum.assign(R, 0.0f);
+  w.lo.resize(R);
+  int min_lo = positions[0], max_p = positions[0];
+  for (int r = 0; r < R; ++r) {
+    w.lo[r] = s.sliding_window > 0 ? std::max(0, positions[r] - s.sliding_window + 1) : 0;
+    min_lo = std::min(min_lo, w.lo[r]);
+    max_p = std::max(max_p, positions[r]);
+  }
+  const int64_t token_stride = static_cast<int64_t>(s.num_kv_heads) * d;
+  const int64_t block_stride = token_stride * s.block_size;
+  auto row = [&](const float* cache, int j) {
+    return cache + block_table[j / s.block_size] * block_stride + (j % s.block_size) * token_stride +
+           static_cast<int64_t>(kv_head) * d;
+  };
+  const __m256 scale = _mm256_set1_ps(static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))));
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  const int kgroup = R == 1 ? 8 : 4;  // keys per score_block
+
+  for (int t0 = min_lo - min_lo % kTile; t0 <= max_p; t0 += kTile) {
+    // Keys [j0, j1] are in some row's window; only they are read (others may be released blocks).
+    const int j0 = std::max(t0, min_lo), j1 = std::min(t0 + kTile - 1, max_p);
+    const int i0 = j0 - t0, i1 = j1 - t0;
+    const int g0 = i0 - i0 % kgroup, g1 = i1 - i1 % kgroup + kgroup;  // whole key groups, padded
+    for (int i = g0; i < g1; ++i) {
+      const int j = std::min(std::max(t0 + i, j0), j1);
+      w.k[i] = row(k_cache, j);
+      w.v[i] = row(v_cache, j);
+    }
+    // Scores of every row against the tile's keys (padding keys are scored, then masked).
+    float* S = w.s.data();
+    int r = 0;
+    if (R == 1) {
+      for (int i = g0; i < g1; i += 8) score_block<1, 8>(q, w.k + i, d, S + i, kTile);
+      r = 1;
+    }
+    for (; r + 3 <= R; r += 3)
+      for (int i = g0; i < g1; i += 4) score_block<3, 4>(q + r, w.k + i, d, S + r * kTile + i, kTile);
+    for (; r + 2 <= R; r += 2)
+      for (int i = g0; i < g1; i += 4) score_block<2, 4>(q + r, w.k + i, d, S + r * kTile + i, kTile);
+    for (; r < R; ++r)
+      for (int i = g0; i < g1; i += 4) score_block<1, 4>(q + r, w.k + i, d, S + r * kTile + i, kTile);
+
+    // Online softmax, row by row: key t0 + i counts for row r iff lo[r] <= t0 + i <= p[r].
+    for (r = 0; r < R; ++r) {
+      float* sr = S + r * kTile;
+      const int lo = w.lo[r], p = positions[r];
+      if (lo > t0 + kTile - 1 || p < t0) {  // the row's window misses this tile
+        std::fill(sr, sr + kTile, 0.0f);
+        continue;
+      }
+      const __m256i lo_m1 = _mm256_set1_epi32(lo - 1), p_p1 = _mm256_set1_epi32(p + 1);
+      __m256 x[kTile / 8], valid[kTile / 8];
+      __m256 mx = neg_inf;
+      for (int g = 0; g < kTile / 8; ++g) {
+        const __m256i key = _mm256_add_epi32(_mm256_set1_epi32(t0 + 8 * g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        valid[g] = _mm256_castsi256_ps(
+            _mm256_and_si256(_mm256_cmpgt_epi32(key, lo_m1), _mm256_cmpgt_epi32(p_p1, key)));
+        x[g] = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(_mm256_loadu_ps(sr + 8 * g), scale), valid[g]);
+        mx = _mm256_max_ps(mx, x[g]);
+      }
+      const float m_old = w.max[r], m_new = std::max(m_old, hmax(mx));
+      const __m256 m = _mm256_set1_ps(m_new);
+      __m256 total = _mm256_setzero_ps();
+      for (int g = 0; g < kTile / 8; ++g) {
+        const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(x[g], m)), valid[g]);
+        _mm256_storeu_ps(sr + 8 * g, e);
+        total = _mm256_add_ps(total, e);
+      }
+      float sum = hsum(total);
+      if (m_old != -std::numeric_limits<float>::infinity() && m_new != m_old) {
+        const float alpha = _mm256_cvtss_f32(exp8(_mm256_set1_ps(m_old - m_new)));
+        sum = w.sum[r] * alpha + sum;
+        const __m256 a = _mm256_set1_ps(alpha);
+        float* acc = w.acc.data() + static_cast<size_t>(r) * d;
+        const int d8 = d & ~7;
+        for (int x8 = 0; x8 < d8; x8 += 8) _mm256_storeu_ps(acc + x8, _mm256_mul_ps(_mm256_loadu_ps(acc + x8), a));
+        for (int x1 = d8; x1 < d; ++x1) acc[x1] *= alpha;
+      } else {
+        sum = w.sum[r] + sum;
+      }
+      w.sum[r] = sum;
+      w.max[r] = m_new;
+    }
+
+    // acc += p . v over the keys read; a row's weights outside its window are 0 and add nothing.
+    float* acc = w.acc.data();
+    for (r = 0; r + 2 <= R; r += 2)
+      accumulate_rows<2, 4>(S + r * kTile, i0, i1, w.v, acc + static_cast<size_t>(r) * d, d);
+    if (r < R) accumulate_rows<1, 8>(S + r * kTile, i0, i1, w.v, acc + static_cast<size_t>(r) * d, d);
+  }
+
+  for (int r = 0; r < R; ++r) {
+    const float inv = 1.0f / w.sum[r];
+    const float* acc = w.acc.data() + static_cast<size_t>(r) * d;
+    const __m256 iv = _mm256_set1_ps(inv);
+    const int d8 = d & ~7;
+    for (int x = 0; x < d8; x += 8) _mm256_storeu_ps(out[r] + x, _mm256_mul_ps(_mm256_loadu_ps(acc + x), iv));
+    for (int x = d8; x < d; ++x) out[r][x] = acc[x] * inv;
+  }
+}
 
 void attend_one(const AttentionShape& s, const float* q, int kv_head, int position, const int32_t* block_table,
                 const float* k_cache, const float* v_cache, float* scores, float* out) {
