@@ -278,10 +278,15 @@ void attend_rows(const AttentionShape& s, int kv_head, const int32_t* block_tabl
         std::fill(sr, sr + kTile, 0.0f);
         continue;
       }
+      // Only the 8-key groups that hold some of the row's keys; the others weigh 0, and adding
+      // 0 to the sum changes no bit, so skipping them keeps the result blocking-independent.
+      const int gl = (std::max(lo, t0) - t0) / 8, gh = (std::min(p, t0 + kTile - 1) - t0) / 8;
+      std::fill(sr, sr + 8 * gl, 0.0f);
+      std::fill(sr + 8 * (gh + 1), sr + kTile, 0.0f);
       const __m256i lo_m1 = _mm256_set1_epi32(lo - 1), p_p1 = _mm256_set1_epi32(p + 1);
       __m256 x[kTile / 8], valid[kTile / 8];
       __m256 mx = neg_inf;
-      for (int g = 0; g < kTile / 8; ++g) {
+      for (int g = gl; g <= gh; ++g) {
         const __m256i key = _mm256_add_epi32(_mm256_set1_epi32(t0 + 8 * g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         valid[g] = _mm256_castsi256_ps(
             _mm256_and_si256(_mm256_cmpgt_epi32(key, lo_m1), _mm256_cmpgt_epi32(p_p1, key)));
@@ -291,7 +296,7 @@ void attend_rows(const AttentionShape& s, int kv_head, const int32_t* block_tabl
       const float m_old = row_max[r], m_new = std::max(m_old, hmax(mx));
       const __m256 m = _mm256_set1_ps(m_new);
       __m256 total = _mm256_setzero_ps();
-      for (int g = 0; g < kTile / 8; ++g) {
+      for (int g = gl; g <= gh; ++g) {
         const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(x[g], m)), valid[g]);
         _mm256_storeu_ps(sr + 8 * g, e);
         total = _mm256_add_ps(total, e);
