@@ -64,23 +64,67 @@ void CpuBackend::linear(const float* x, int T, int ldx, const PackedLinear& w, f
   pool_.parallel_for(w.num_panels(), [&](int64_t b, int64_t e) { w.run(x, T, ldx, y, ldy, b, e); }, 1, min_panels);
 }
 
+// Attention work items: one sequence, one KV head, a run of consecutive tokens of that sequence
+// (all query heads of the KV head at each), sized so that the rows share each K/V tile loaded.
+// Items go to threads in contiguous runs of about equal cost (rows x keys); a row's result does
+// not depend on its item or thread.
 void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, float* out) {
   const auto& c = w_->config;
   const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, block_size_, c.sliding_window};
-  const int T = b.num_tokens(), nh = c.num_heads, d = c.head_dim, group = c.num_heads / c.num_kv_heads;
+  const int nh = c.num_heads, d = c.head_dim, group = c.num_heads / c.num_kv_heads;
+  constexpr int kRowsPerItem = 32;
+  const int span = std::max(1, kRowsPerItem / group);  // tokens per item
+  struct Item { int seq, kv_head, t_begin, t_end; };
+  // Reused between calls; the workers reach them through these references (a thread_local named
+  // inside the lambda would be the worker's own).
+  thread_local std::vector<Item> items_tl;
+  thread_local std::vector<int64_t> cost_tl;
+  thread_local std::vector<size_t> bounds_tl;
+  std::vector<Item>& items = items_tl;
+  std::vector<int64_t>& cost = cost_tl;  // prefix sums
+  std::vector<size_t>& bounds = bounds_tl;
+  items.clear();
+  cost.assign(1, 0);
+  for (int s = 0; s < b.num_seqs(); ++s)
+    for (int t = b.query_start[s]; t < b.query_start[s + 1]; t += span) {
+      const int e = std::min(t + span, b.query_start[s + 1]);
+      int lo = b.positions[t], hi = b.positions[t];
+      for (int u = t; u < e; ++u) lo = std::min(lo, b.positions[u]), hi = std::max(hi, b.positions[u]);
+      if (c.sliding_window > 0) lo = std::max(0, lo - c.sliding_window + 1);
+      else lo = 0;
+      const int64_t keys = hi - lo + 1 + kAttentionKeyTile;  // + per-tile overhead, roughly
+      for (int kvh = 0; kvh < c.num_kv_heads; ++kvh) {
+        items.push_back({s, kvh, t, e});
+        cost.push_back(cost.back() + static_cast<int64_t>(e - t) * group * keys);
+      }
+    }
+  const int64_t total = cost.back();
+  // Below ~64k multiply-adds a second thread costs more than it saves.
+  const int parts = total * d < 65536 ? 1 : pool_.num_threads();
+  bounds.assign(parts + 1, items.size());
+  bounds[0] = 0;
+  for (int k = 1; k < parts; ++k)
+    bounds[k] = std::lower_bound(cost.begin(), cost.end(), total * k / parts) - cost.begin();
   const float* kc = k_cache_[layer].get();
   const float* vc = v_cache_[layer].get();
-  pool_.parallel_for(static_cast<int64_t>(T) * nh, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
-    for (int64_t i = begin; i < end; ++i) {
-      const int t = static_cast<int>(i / nh), h = static_cast<int>(i % nh);
-      const int pos = b.positions[t];
-      if (scores.size() < static_cast<size_t>(pos) + 1) scores.resize(pos + 1);
-      const int32_t* table = b.block_tables.data() + static_cast<size_t>(seq_of_[t]) * b.max_blocks_per_seq;
-      attend_one(shape, q + static_cast<int64_t>(t) * ldq + static_cast<int64_t>(h) * d, h / group, pos, table, kc, vc, scores.data(),
-                 out + (static_cast<int64_t>(t) * nh + h) * d);
+  pool_.parallel_for(parts, [&](int64_t pb, int64_t pe) {
+    thread_local std::vector<const float*> q_rows;
+    thread_local std::vector<float*> out_rows;
+    thread_local std::vector<int32_t> pos;
+    for (size_t i = bounds[pb]; i < bounds[pe]; ++i) {
+      const Item& it = items[i];
+      q_rows.clear(); out_rows.clear(); pos.clear();
+      for (int t = it.t_begin; t < it.t_end; ++t)
+        for (int h = it.kv_head * group; h < (it.kv_head + 1) * group; ++h) {
+          q_rows.push_back(q + static_cast<int64_t>(t) * ldq + static_cast<int64_t>(h) * d);
+          out_rows.push_back(out + (static_cast<int64_t>(t) * nh + h) * d);
+          pos.push_back(b.positions[t]);
+        }
+      const int32_t* table = b.block_tables.data() + static_cast<size_t>(it.seq) * b.max_blocks_per_seq;
+      attend_rows(shape, it.kv_head, table, kc, vc, static_cast<int>(q_rows.size()), q_rows.data(), pos.data(),
+                  out_rows.data());
     }
-  }, 1, 8);
+  }, 1, 1);
 }
 
 void CpuBackend::forward(const Batch& b, float* logits) {
@@ -100,9 +144,6 @@ void CpuBackend::forward(const Batch& b, float* logits) {
     load_row_f32(w_->embed, id, h_.data() + size_t(t) * H);
   }
   rope_.compute(c, b.positions.data(), T);
-  seq_of_.resize(T);  // the sequence of each token, for the attention of every layer
-  for (int s = 0; s < b.num_seqs(); ++s)
-    for (int t = b.query_start[s]; t < b.query_start[s + 1]; ++t) seq_of_[t] = s;
   const int half = d / 2;
 
   for (int l = 0; l < c.num_layers; ++l) {

@@ -49,7 +49,6 @@ class CpuBackend : public Backend {
 
   // Activations, grown as needed: [T, ...]
   std::vector<float> h_, x_, qkv_, attn_, gate_up_, tmp_, sel_;
-  std::vector<int> seq_of_;  // [T]
 };
 
 }  // namespace gyre
