@@ -18,6 +18,7 @@
 #include "gyre/backend.h"
 #include "gyre/weights.h"
 #include "reference.h"
+#include "synthetic/virtual_model.h"
 
 using namespace gyre;
 using namespace gyre_test;

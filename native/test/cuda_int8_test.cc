@@ -17,10 +17,11 @@
 #include "cuda_test_util.h"
 #include "cuda_model_util.h"
 #include "cuda/gemm.cuh"
-#include "cuda/random_fill.cuh"
+#include "synthetic/random_fill.cuh"
 #include "gyre/backend.h"
 #include "gyre/weights.h"
 #include "reference.h"
+#include "synthetic/virtual_model.h"
 
 using namespace gyre;
 using namespace gyre_test;

@@ -5,7 +5,7 @@
 #include <limits>
 #include <vector>
 
-#include "cpu/simd.h"
+#include "common/simd.h"
 
 namespace gyre {
 
