@@ -334,6 +334,14 @@ TEST(virtual_model_runs_and_is_deterministic) {
   }
 }
 
+// The fill is the model's (native/synthetic/), not the upload's: a model whose tensors lack data
+// and that has no filler is refused with a message that says so.
+TEST(tensors_without_data_need_a_filler) {
+  auto w = virtual_model(false);
+  w->filler = nullptr;
+  CHECK_THROWS_WITH(backend("cuda", w), "has no data");
+}
+
 int main(int argc, char** argv) { return cuda_test_main(argc, argv); }
 
 #else
