@@ -1,5 +1,5 @@
-// /ping stays responsive while 24 clients stream completions with n=4 and logprobs 20 (issue 15,
-// point 8). The bound is loose (the machine is shared); bench/ping_under_load.ts prints p50/p99.
+// /ping stays responsive while 24 clients stream completions with n=4 and logprobs 20. The bound
+// is loose (the machine is shared); bench/ping_under_load.ts prints p50/p99.
 import { logprobsLoad, pingWhile } from '../../bench/ping_under_load';
 import { type ChildServer, startChild } from './child_server';
 
