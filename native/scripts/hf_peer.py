@@ -38,7 +38,8 @@ Every phase's failure is recorded in the JSON ("<phase>_error") and the next pha
 is rewritten after every phase and level, so a run killed by a time limit keeps what it had.
 
 The parts, one per phase, are in peer/: shapes (the model table), trace (the requests and their
-prompt ids), model, phases (matmul, generate), workload, compat (transformers versions), cli.
+prompt ids), model, phases (matmul, generate), workload and level_stats, compat (transformers
+versions), cli.
 
 usage: hf_peer.py --shape llama-2-7b [--layers N] [--trace FILE.jsonl] [--users 1,4,16,32,64]
                   [--requests-per-user 2] [--min-requests 8] [--phases matmul,generate,workload]

@@ -43,7 +43,7 @@ test('hf_peer.py --dry-run: the same level plan, trace and prompt ids as gyre_be
   expect(JSON.parse(out)).toEqual(JSON.parse(fs.readFileSync(path.join(FIXTURES, 'hf-peer-dry-run.json'), 'utf8')));
 });
 
-test('hf_peer\'s closed loop against a fake continuous-batching manager: every request once, at its own length', () => {
+test('hf_peer\'s closed loop against a fake continuous-batching manager: every request once, at its own length; failures and short outputs counted', () => {
   const code = `
 import inspect, json, types
 from peer.trace import generate_trace
@@ -54,12 +54,15 @@ class Result:
         self.request_id, self.generated_tokens, self.error = rid, [7] * n, None
         self.created_time, self.timestamps, self.lifespan = t, [t + 0.01 * (i + 1) for i in range(n)], (t, t + 0.01 * n)
 
-class Manager:  # answers each request at once, in order
+class Manager:  # answers each request at once, in order; r5 fails, r7 comes one token short
     def __init__(self):
         self.queue, self.seen = [], []
     def add_request(self, input_ids, request_id, max_new_tokens, record_timestamps=False, eos_token_id=None):
         self.seen.append((request_id, len(input_ids), max_new_tokens))
-        self.queue.append(Result(request_id, max_new_tokens, float(len(self.seen))))
+        r = Result(request_id, max_new_tokens - (request_id == 'r7'), float(len(self.seen)))
+        if request_id == 'r5':
+            r.error = 'boom'
+        self.queue.append(r)
     def start(self):
         pass
     def get_result(self, timeout=None):
@@ -74,10 +77,10 @@ print(json.dumps(dict(res=res, seen=wl.manager.seen, want=[(f"r{k}", trace[k % 1
 `;
   const r = python(['-c', code]);
   expect(r.stderr).toBe('');
-  const { res, seen, want } = JSON.parse(r.stdout) as { res: Record<string, unknown>; seen: unknown[]; want: unknown[] };
+  const { res, seen, want } = JSON.parse(r.stdout) as { res: Record<string, unknown>; seen: unknown[]; want: [string, number, number][] };
   expect(seen).toEqual(want);
-  expect(res).toMatchObject({ users: 4, requests: 10, completed: 10, errors: 0, wrong_length: 0 });
-  expect(res.output_tokens).toBe((want as [string, number, number][]).reduce((s, w) => s + w[2], 0));
+  expect(res).toMatchObject({ users: 4, requests: 10, completed: 9, errors: 1, first_error: 'boom', wrong_length: 1 });
+  expect(res.output_tokens).toBe(want.filter((w) => w[0] !== 'r5').reduce((s, w) => s + w[2], 0) - 1);
   expect(res.mean_ttft_s).toBeCloseTo(0.01, 9);
 });
 

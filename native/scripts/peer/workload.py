@@ -3,28 +3,14 @@ batching manager (or generate_batch per level where this version has no usable m
 import dataclasses
 import gc
 import inspect
-import math
 import statistics
 import sys
 import time
 import traceback
 
 from peer.compat import describe, filter_kwargs, import_cb_config_class
+from peer.level_stats import add_rates, record_result, summary_stats
 from peer.trace import lround, prompt_ids
-
-def summary_stats(values):
-    v = [x for x in values if x is not None]
-    if not v:
-        return None, None, None
-    v.sort()
-
-    def pct(q):
-        pos = q * (len(v) - 1)
-        lo = int(math.floor(pos))
-        hi = min(len(v) - 1, lo + 1)
-        return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-    return statistics.fmean(v), pct(0.5), pct(0.99)
-
 
 class Workload:
     def __init__(self, torch, model, trace, args, report):
@@ -225,23 +211,8 @@ class Workload:
             t_sub, expected = pending.pop(rid)
             done += 1
             last_progress = now
-            if failed:
-                res["errors"] += 1
-                res.setdefault("first_error", str(r.error)[:500])
-            else:
-                created = getattr(r, "created_time", None) or t_sub
-                ts = getattr(r, "timestamps", None) or []
-                span = getattr(r, "lifespan", None)
-                end = span[1] if span and span[1] and span[1] > 0 else (ts[-1] if ts else now)
-                n = len(getattr(r, "generated_tokens", []) or [])
-                lat.append(end - created)
-                if ts:
-                    ttft.append(ts[0] - created)
-                    if n > 1:
-                        tpot.append((ts[-1] - ts[0]) / (n - 1))
-                res["completed"] += 1
-                res["output_tokens"] += n
-                res["wrong_length"] += int(n != expected)
+            end = record_result(res, r, t_sub, expected, now, lat, ttft, tpot)
+            if end is not None:
                 last_end = max(last_end, end)
             if deadline is not None and time.time() > deadline and done < count:
                 res["first_error"] = f"time limit: partial level ({done} of {count} requests)"
@@ -255,14 +226,7 @@ class Workload:
                     m.cancel_request(rid)
                 except Exception:
                     pass
-        wall = max(last_end, t0 + 1e-9) - t0
-        res["wall_s"] = wall
-        res["requests_per_s"] = res["completed"] / wall
-        res["output_tokens_per_s"] = res["output_tokens"] / wall
-        res["mean_latency_s"], res["p50_latency_s"], res["p99_latency_s"] = summary_stats(lat)
-        res["mean_ttft_s"], res["p50_ttft_s"], _ = summary_stats(ttft)
-        res["mean_tpot_s"], _, _ = summary_stats(tpot)
-        res["timestamps"] = "manager's own (record_timestamps)" if ttft else "none: TTFT/TPOT unavailable"
+        add_rates(res, t0, last_end, lat, ttft, tpot)
         return res
 
     def run_level_generate_batch(self, users, count, k0, fixed_output=None):
