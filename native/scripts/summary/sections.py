@@ -7,44 +7,44 @@ def phase(run, name):
     return (run.get("phases") or {}).get(name)
 
 
-def decode_rows(runs):
-    decode = []
+def phase_rows(runs, name):
+    """(row, the fields its summary row starts with) for every row of phase `name` in every run."""
     for label, r in runs.items():
         model = r.get("model") or {}
-        for row in phase(r, "decode") or []:
-            if not isinstance(row, dict):
-                continue
-            d = dict(run=label, shape=model.get("shape"), layers=model.get("layers"), quantization=model.get("quantization"),
-                     gemm=r.get("gemm"), batch=row.get("batch"), context=row.get("context"))
-            if row.get("skipped"):
-                d["skipped"] = row["skipped"]
-            else:
-                d.update(step_ms=row.get("median_ms"), tokens_per_s=row.get("tokens_per_s"), floor_ms=row.get("floor_ms"),
-                         achieved_GBps=row.get("achieved_GBps"), pct_of_copy_bandwidth=row.get("pct_of_floor"),
-                         weight_bytes=row.get("weight_bytes"), kv_bytes_read=row.get("kv_bytes_read"))
-            decode.append(d)
+        for row in phase(r, name) or []:
+            if isinstance(row, dict):
+                yield row, dict(run=label, shape=model.get("shape"), layers=model.get("layers"),
+                                quantization=model.get("quantization"), gemm=r.get("gemm"))
+
+
+def decode_rows(runs):
+    decode = []
+    for row, d in phase_rows(runs, "decode"):
+        d.update(batch=row.get("batch"), context=row.get("context"))
+        if row.get("skipped"):
+            d["skipped"] = row["skipped"]
+        else:
+            d.update(step_ms=row.get("median_ms"), tokens_per_s=row.get("tokens_per_s"), floor_ms=row.get("floor_ms"),
+                     achieved_GBps=row.get("achieved_GBps"), pct_of_copy_bandwidth=row.get("pct_of_floor"),
+                     weight_bytes=row.get("weight_bytes"), kv_bytes_read=row.get("kv_bytes_read"))
+        decode.append(d)
     return decode
 
 
 def prefill_rows(runs, torch_tflops):
     prefill = []
-    for label, r in runs.items():
-        model = r.get("model") or {}
-        for row in phase(r, "prefill") or []:
-            if not isinstance(row, dict):
-                continue
-            t = row.get("tokens")
-            d = dict(run=label, shape=model.get("shape"), layers=model.get("layers"), quantization=model.get("quantization"),
-                     gemm=r.get("gemm"), tokens=t)
-            if row.get("skipped"):
-                d["skipped"] = row["skipped"]
-            else:
-                ours = num(row.get("linear_tflops_achieved"))
-                ref = torch_tflops.get(str(t))
-                d.update(ms=row.get("median_ms"), tokens_per_s=row.get("tokens_per_s"), linear_flops=row.get("linear_flops"),
-                         attention_flops=row.get("attention_flops"), linear_tflops=ours, torch_matmul_tflops=ref,
-                         pct_of_torch_matmul=100.0 * ours / ref if ours and ref else None)
-            prefill.append(d)
+    for row, d in phase_rows(runs, "prefill"):
+        t = row.get("tokens")
+        d.update(tokens=t)
+        if row.get("skipped"):
+            d["skipped"] = row["skipped"]
+        else:
+            ours = num(row.get("linear_tflops_achieved"))
+            ref = torch_tflops.get(str(t))
+            d.update(ms=row.get("median_ms"), tokens_per_s=row.get("tokens_per_s"), linear_flops=row.get("linear_flops"),
+                     attention_flops=row.get("attention_flops"), linear_tflops=ours, torch_matmul_tflops=ref,
+                     pct_of_torch_matmul=100.0 * ours / ref if ours and ref else None)
+        prefill.append(d)
     return prefill
 
 

@@ -4,6 +4,16 @@ import json
 from summary.figures import fmt
 
 
+def print_rows(header, rows, key, name, figures):
+    """One row per decode batch or prefill chunk: a name, the row's `key`, three figures."""
+    print(f"{header[0]:<26} {header[1]:>5} " + " ".join(f"{h:>9}" for h in header[2:]))
+    for d in rows:
+        if d.get("skipped"):
+            print(f"{name(d):<26} {str(d[key]):>5} skipped: {d['skipped']}")
+        else:
+            print(f"{name(d):<26} {str(d[key]):>5} " + " ".join(f"{x:>9}" for x in figures(d)))
+
+
 def print_table(out, json_path, plot_path):
     gpu_name, peer_info, ceilings = out["gpu"]["name"], out["peer"], out["ceilings"]
     copy_gbps, peak_tflops = ceilings["copy_GBps"], ceilings["torch_matmul_8192_tflops"]
@@ -14,22 +24,12 @@ def print_table(out, json_path, plot_path):
     print(f"== GPU {gpu_name}; copy {fmt(copy_gbps, '.0f')} GB/s; torch.matmul fp16 "
           + ", ".join(f"M={m}: {fmt(v, '.0f')}" for m, v in sorted(torch_tflops.items(), key=lambda x: int(x[0])))
           + f" TFLOP/s (8192^3: {fmt(peak_tflops, '.0f')}); transformers {peer_info['version'] or '-'}")
-    print(f"{'decode':<26} {'batch':>5} {'ms/step':>9} {'tok/s':>9} {'% copy BW':>9}")
-    for d in decode:
-        name = f"{d['shape']}{'-int8' if d.get('quantization') == 'int8' else ''} {d.get('gemm')}"
-        if d.get("skipped"):
-            print(f"{name:<26} {str(d['batch']):>5} skipped: {d['skipped']}")
-        else:
-            print(f"{name:<26} {str(d['batch']):>5} {fmt(d.get('step_ms'), '.2f'):>9} {fmt(d.get('tokens_per_s')):>9} "
-                  f"{fmt(d.get('pct_of_copy_bandwidth')):>9}")
-    print(f"{'prefill':<26} {'tok':>5} {'ms':>9} {'TFLOP/s':>9} {'% matmul':>9}")
-    for d in prefill:
-        name = f"{d['shape']} {d.get('gemm')}"
-        if d.get("skipped"):
-            print(f"{name:<26} {str(d['tokens']):>5} skipped: {d['skipped']}")
-        else:
-            print(f"{name:<26} {str(d['tokens']):>5} {fmt(d.get('ms'), '.1f'):>9} {fmt(d.get('linear_tflops')):>9} "
-                  f"{fmt(d.get('pct_of_torch_matmul')):>9}")
+    print_rows(("decode", "batch", "ms/step", "tok/s", "% copy BW"), decode, "batch",
+               lambda d: f"{d['shape']}{'-int8' if d.get('quantization') == 'int8' else ''} {d.get('gemm')}",
+               lambda d: (fmt(d.get('step_ms'), '.2f'), fmt(d.get('tokens_per_s')), fmt(d.get('pct_of_copy_bandwidth'))))
+    print_rows(("prefill", "tok", "ms", "TFLOP/s", "% matmul"), prefill, "tokens",
+               lambda d: f"{d['shape']} {d.get('gemm')}",
+               lambda d: (fmt(d.get('ms'), '.1f'), fmt(d.get('linear_tflops')), fmt(d.get('pct_of_torch_matmul'))))
     for k in kv:
         budget = k['gpu_memory_budget']
         budget = f"{budget / 2**30:.2f} GiB" if isinstance(budget, (int, float)) else budget
