@@ -1,6 +1,6 @@
 // Benchmark: /ping latency of `gyre serve` while clients stream completions with logprobs
-// (issue 15, point 8: n=4, logprobs 20, 24 clients), and RSS while clients misbehave (points 7
-// and 9: non-reading streams, bodies that never finish). The server runs on the demo model in a
+// (n=4, logprobs 20, 24 clients), and RSS while clients misbehave (non-reading streams, bodies
+// that never finish). The server runs on the demo model in a
 // child process. test/server/logprobs_load.test.ts uses logprobsLoad with a loose bound.
 //
 //   npx tsc -p tsconfig.json && npx tsc --outDir dist/bench-ping --rootDir . --module commonjs \

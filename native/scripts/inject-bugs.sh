@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shows that the emulated CUDA suite can fail: puts each of issue 20's bugs (and one more) into
+# Shows that the emulated CUDA suite can fail: puts each bug of native/emu/README.md's list into
 # the kernels on purpose, rebuilds the emulated CUDA tests, and prints which tests fail. It edits
 # sources and reverts them with `git checkout`: run it in a scratch clone, never in a tree with
 # uncommitted work. Output: one line per (bug, test) with the exit status and the first failures.

@@ -18,6 +18,7 @@
 #include "gyre/backend.h"
 #include "gyre/weights.h"
 #include "reference.h"
+#include "synthetic/virtual_model.h"
 
 using namespace gyre;
 using namespace gyre_test;
@@ -196,7 +197,7 @@ TEST(mixed_batches_match_cpu) {
     }
 }
 
-// The step buffers are reserved before the KV pool is sized (issue 20): the largest step of the
+// The step buffers are reserved before the KV pool is sized: the largest step of the
 // plan (every sequence decoding, a full token budget of prompt logits, in chunks of the rows
 // reserved) allocates nothing, and its logits still match the CPU's.
 TEST(largest_planned_step_allocates_nothing) {

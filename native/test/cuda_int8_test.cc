@@ -17,10 +17,11 @@
 #include "cuda_test_util.h"
 #include "cuda_model_util.h"
 #include "cuda/gemm.cuh"
-#include "cuda/random_fill.cuh"
+#include "synthetic/random_fill.cuh"
 #include "gyre/backend.h"
 #include "gyre/weights.h"
 #include "reference.h"
+#include "synthetic/virtual_model.h"
 
 using namespace gyre;
 using namespace gyre_test;
@@ -340,6 +341,14 @@ TEST(virtual_model_runs_and_is_deterministic) {
       CHECK(ss > 0);
     }
   }
+}
+
+// The fill is the model's (native/synthetic/), not the upload's: a model whose tensors lack data
+// and that has no filler is refused with a message that says so.
+TEST(tensors_without_data_need_a_filler) {
+  auto w = virtual_model(false);
+  w->filler = nullptr;
+  CHECK_THROWS_WITH(backend("cuda", w), "has no data");
 }
 
 int main(int argc, char** argv) { return cuda_test_main(argc, argv); }

@@ -11,6 +11,7 @@
 
 #include <cstring>
 
+#include "common/rope_table.h"
 #include "cpu/ops.h"
 #include "cuda/activation.cuh"
 #include "cuda_test_util.h"

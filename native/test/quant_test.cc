@@ -14,7 +14,7 @@
 
 #include "check.h"
 #include "cpu/gemm.h"
-#include "cpu/simd.h"
+#include "common/simd.h"
 #include "gyre/backend.h"
 #include "gyre/weights.h"
 #include "int8_metrics.h"

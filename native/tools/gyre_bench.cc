@@ -73,6 +73,7 @@
 #include "gyre/error.h"
 #include "gyre/gpu_memory.h"
 #include "gyre/weights.h"
+#include "synthetic/virtual_model.h"
 
 using namespace gyre;
 

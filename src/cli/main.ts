@@ -1,25 +1,7 @@
 #!/usr/bin/env node
 // The gyre CLI. Each command's module is imported only when that command runs, so
 // `gyre --help` and the other commands do not load tokenizers, the addon, etc.
-//
-// Options reach each command's run(opts) camelCased, already parsed:
-//   logits:     model, ids (number[]), out, backend, threads?, quantization?, quantizeLmHead?
-//   generate:   model, prompt? chat? prompts? out?, maxTokens? temperature? topP? topK? minP?
-//               seed? ignoreEos? maxConcurrency?, backend, threads?, quantization?, quantizeLmHead?
-//   eval-ppl:   model, text, context? stride? json?, backend, threads?, quantization?, quantizeLmHead?
-//   make-model: shape, layers?, dtype, seed, scale?, out, force?
-//   serve:      model? port? host? backend? maxModelLen? maxInputTokens? maxBatchTokens? maxSeqs?
-//               maxWaiting? threads? servedModelName? drainTimeout? requestDeadline? stayUpOnLoadFailure?
-//               gpuMemoryFraction? gpuMemoryBudget? quantization? quantizeLmHead? maxResponseBuffer?
-//               bodyTimeout? maxBodyBytesInFlight? (unset: from the environment)
-//   endpoint:   target, port, host, readyTimeout (seconds)
-//   invoke:     text, endpoint, region? endpointUrl? stream? chat? maxTokens? temperature? seed? raw?
-//   validate:   model?, json?, memoryFraction?, checkValues?
-//   upload:     model, to, adapter?, quantize?, quantizeLmHead?, partSize? (MiB), concurrency?
-//   merge:      model, adapter, out
-//   quantize:   model, out, quantizeLmHead?
-//   convert:    to, model, out, dtype
-//   bench:      see src/cli/commands/bench.ts
+// Options reach each command's run(opts) camelCased and already parsed, as declared below.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';

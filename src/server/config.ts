@@ -7,7 +7,7 @@ export type Backend = 'auto' | 'cpu' | 'cuda';
 export type Quantization = 'none' | 'int8';
 
 export interface ServeConfig {
-  /** A folder, an s3:// URI (refused at load for now), or undefined (nothing found). */
+  /** A folder, an s3:// URI (downloaded before the load), or undefined (nothing found). */
   model?: string;
   modelFrom: string;              // where the model setting came from, for the log
   servedModelName?: string;

@@ -150,7 +150,7 @@ test('logprobs print as the float32 TGI would print', async () => {
   expect(f32(0)).toBe(0);
 });
 
-describe('the default token limit (issue 16)', () => {
+describe('the default token limit', () => {
   // A context far longer than the default, so "the rest of the context" and the default differ.
   const big = () => fakeModel({ limits: { maxModelLen: 4096, maxInputTokens: 4000 } });
 

@@ -123,7 +123,7 @@ describe('comparison and plot', () => {
   });
 });
 
-describe('where bench writes and what the plot says (issue 16)', () => {
+describe('where bench writes and what the plot says', () => {
   test('without --out the files go into bench-results/, not the current folder', async () => {
     const { defaultOut } = (await import('../../src/cli/commands/bench')) as unknown as { defaultOut(stamp: string): string };
     expect(defaultOut('20261206T120000')).toBe(path.join('bench-results', 'gyre-bench-20261206T120000.json'));

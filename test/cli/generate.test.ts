@@ -146,7 +146,7 @@ test('parseLine accepts a string or list stop and maps the fields', () => {
   expect(() => parseLine('[1]')).toThrow(/JSON object/);
 });
 
-test('without --max-tokens or max_tokens, each prompt gets the server\'s default of 256 new tokens (issue 16)', async () => {
+test('without --max-tokens or max_tokens, each prompt gets the server\'s default of 256 new tokens', async () => {
   const file = writeLines('default-limit.jsonl', [{ ids: [1, 450, 4996], temperature: 0, ignore_eos: true }]);
   const out = path.join(tmp, 'default-limit-out.jsonl');
   expect(await gyre('generate', '--model', textModel, '--prompts', file, '--out', out, '--backend', 'cpu')).toBe(0);

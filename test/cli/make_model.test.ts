@@ -122,7 +122,7 @@ describe('gyre make-model', () => {
     }
   });
 
-  test('a non-empty --out is refused, as quantize does; --force replaces the model files (issue 16)', () => {
+  test('a non-empty --out is refused, as quantize does; --force replaces the model files', () => {
     const dir = path.join(tmp, 'occupied');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');

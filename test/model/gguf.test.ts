@@ -107,7 +107,7 @@ describe('GGUF writer and reader (no llama.cpp needed)', () => {
     expect(halfToFloat(0x3c00)).toBe(1);
   });
 
-  test('without a dtype the file keeps the model\'s precision: an f16 (or bf16) model gives f16, an f32 one f32 (issue 16)', () => {
+  test('without a dtype the file keeps the model\'s precision: an f16 (or bf16) model gives f16, an f32 one f32', () => {
     const half = path.join(tmp, 'tiny-f16');
     makeModel({ shape: 'tiny', out: half, seed: 3, dtype: 'f16' });
     const [, h] = convert(half, 'kept-f16.gguf');

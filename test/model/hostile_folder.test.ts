@@ -1,4 +1,4 @@
-// A bring-your-own model folder is untrusted input (issue 15): `gyre validate` refuses what would
+// A bring-your-own model folder is untrusted input: `gyre validate` refuses what would
 // take a server down (templates and tokenizer regexes that exceed their limits, paths out of the
 // folder, FIFOs, unbounded counts, overflowing shapes), names the file and field, never quotes a
 // file's bytes, and what it accepts the engine loads. Folders are crafted here, in a temp dir.

@@ -135,7 +135,7 @@ test('a wrong shape names the file, the tensor, and both shapes', async () => {
   expect(r.errors).toEqual([`${dir}/model.safetensors: tensor 'model.layers.1.mlp.gate_proj.weight' has shape [64, 176], expected [176, 64] from config.json`]);
 });
 
-test('a wrong config.json dimension is named once as the root cause, not as one error per tensor (issue 16)', async () => {
+test('a wrong config.json dimension is named once as the root cause, not as one error per tensor', async () => {
   const edit = (dir: string, field: string, v: number) => {
     const f = path.join(dir, 'config.json');
     fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), [field]: v }));

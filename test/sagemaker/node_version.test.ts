@@ -1,4 +1,4 @@
-// Node 22 LTS (issue 16): on an older Node the AWS SDK's 9-line NodeVersionSupportWarning is
+// Node 22 LTS: on an older Node the AWS SDK's 9-line NodeVersionSupportWarning is
 // turned off with its own switch, and Gyre says it once, in one line (needs `npm run build:ts`).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

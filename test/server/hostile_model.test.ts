@@ -1,5 +1,5 @@
 // `gyre serve` on a model folder whose chat template and tokenizer pass `validate` but misbehave on
-// some requests (issue 15): a template that loops for ever on a long conversation, one that
+// some requests: a template that loops for ever on a long conversation, one that
 // builds a huge list, a tokenizer regex that backtracks on one prompt. Each such request gets a
 // 500 naming the limit; /ping answers within 2 s throughout; normal requests keep working; and
 // SIGTERM stops the server while a worker is stuck. The server is a child process, so a hang is

@@ -1,4 +1,4 @@
-// Issue 16's request limits over HTTP on the demo model: the default token limit on every route,
+// Request limits over HTTP on the demo model: the default token limit on every route,
 // the deadline of non-streaming requests, and bodies that are not JSON by their content type.
 import { resolveConfig } from '../../src/server/config';
 import { type TestServer, post, startTestServer } from './helpers';

@@ -1,4 +1,4 @@
-// One log format for every command (issue 16): serve, endpoint and progress lines are all pino
+// One log format for every command: serve, endpoint and progress lines are all pino
 // lines with a level label, an ISO time and service "gyre"; EMF lines only when there is
 // something to report.
 import { spawn } from 'node:child_process';

@@ -1,5 +1,5 @@
-// /ping stays responsive while 24 clients stream completions with n=4 and logprobs 20 (issue 15,
-// point 8); slow set (test/slow.ts). The bound is loose (the machine is shared); bench/ping_under_load.ts prints p50/p99.
+// /ping stays responsive while 24 clients stream completions with n=4 and logprobs 20; in the slow
+// set (test/slow.ts). The bound is loose (the machine is shared); bench/ping_under_load.ts prints p50/p99.
 import { logprobsLoad, pingWhile } from '../../bench/ping_under_load';
 import { describeSlow } from '../slow';
 import { type ChildServer, startChild } from './child_server';

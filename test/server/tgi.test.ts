@@ -104,7 +104,7 @@ test('/info, /health, /v1/models, /ping', async () => {
   expect(ping.status).toBe(200);
 });
 
-test('details token texts are each token\'s own text, also with stop strings (their hold-back does not shift them; issue 16)', async () => {
+test('details token texts are each token\'s own text, also with stop strings (their hold-back does not shift them)', async () => {
   const params = { max_new_tokens: 6, details: true, ignore_eos: true };
   const plain = await post(`${t.url}/generate`, { inputs, parameters: params });
   // A stop string that never matches still holds back up to 9 characters while generating.

@@ -42,6 +42,21 @@ struct LoadOptions {
   bool quantize_lm_head = false;  // with kInt8: the LM head too (default: it keeps its dtype)
 };
 
+// What a weight tensor is, for a TensorFiller: a matrix (linear weight, embedding, LM head), a
+// norm weight, or the float32 row scales of an I8 matrix.
+enum class WeightRole { kMatrix, kNorm, kScale };
+
+// Makes the values of tensors without data (data == nullptr) in device memory as a backend
+// uploads them, so benchmarks and tests can run 13B-shaped models without host weights
+// (native/synthetic/). A backend refuses such tensors when the model has no filler.
+class TensorFiller {
+ public:
+  virtual ~TensorFiller() = default;
+  // dst: device memory for n elements of `to`; seed: the tensor's index in upload order;
+  // stream: the uploading backend's stream (a cudaStream_t on CUDA).
+  virtual void fill(void* dst, DType to, int64_t n, WeightRole role, uint64_t seed, void* stream) const = 0;
+};
+
 struct ModelWeights {
   ModelConfig config;
   // The float dtype of the model: of the linear weights, or (when they are I8) of the embedding.
@@ -55,6 +70,7 @@ struct ModelWeights {
   TensorView lm_head_scale;   // F32 [vocab] when lm_head is I8
   std::vector<std::unique_ptr<SafetensorsFile>> files;  // keep the mappings alive
   std::vector<std::vector<char>> owned;                 // buffers of weights quantized at load
+  std::shared_ptr<const TensorFiller> filler;           // for tensors without data; null: all have data
 
   int64_t linear_weight_bytes() const;  // bytes of every layer's linear weights (+ scales)
 };
@@ -67,11 +83,6 @@ std::unique_ptr<ModelWeights> load_model(const std::string& dir, const LoadOptio
 // Quantizes every layer's float linear weights (and the LM head when asked) into buffers `m`
 // owns; weights already I8 are kept. load_model() calls it for LoadOptions::kInt8.
 void quantize_weights(ModelWeights& m, bool quantize_lm_head);
-
-// A weightless f16 model of config `c` (every TensorView has dtype and shape, data == nullptr):
-// the CUDA upload fills such tensors with random values on the GPU (benchmarks, tests). With
-// `int8`, every layer's linear weights are I8 with F32 scales, and the LM head too if `int8_lm_head`.
-std::shared_ptr<ModelWeights> virtual_model(const ModelConfig& c, bool int8, bool int8_lm_head = false);
 
 // Symmetric per-row absmax INT8: scale[r] = max_k |w[r, k]| / 127 (float32), q = round-half-even
 // (w / scale) clamped to [-127, 127]; an all-zero row gets scale 0 and q 0. `w` is [rows, cols]

@@ -16,8 +16,8 @@
 #include <limits>
 #include <vector>
 
+#include "common/simd.h"
 #include "cpu/exp8.h"
-#include "cpu/simd.h"
 
 namespace gyre {
 

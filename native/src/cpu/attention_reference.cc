@@ -7,7 +7,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/exp8.h"
-#include "cpu/simd.h"
+#include "common/simd.h"
 
 namespace gyre {
 

@@ -5,10 +5,11 @@
 #include <memory>
 #include <vector>
 
-#include "gyre/backend.h"
+#include "common/rope_table.h"
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
+#include "gyre/backend.h"
 
 namespace gyre {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "cpu/simd.h"
+#include "common/simd.h"
 #include "gyre/error.h"
 
 namespace gyre {

@@ -8,7 +8,7 @@
 //   weights    one allocation: per layer qkv [(nh + 2 nkv) d, H], o [H, nh d], gate_up [2I, H],
 //              down [H, I] (int8: 1 byte per element, plus float32 scales [rows] stacked alike);
 //              embed [V, H]; lm_head [V, H] (shared when tied); norms as float32. Tensors
-//              without data (virtual models) are filled with random values on the GPU.
+//              without data get their values from the model's TensorFiller.
 //   step       activations for spec.step's tokens, logits rows for its sequences (prompt logits run
 //              in chunks of these), decode workspace for its sequences at the longest visible
 //              context (grown only if a batch exceeds the plan)
@@ -25,7 +25,7 @@
 #include <memory>
 #include <vector>
 
-#include "cpu/ops.h"
+#include "common/rope_table.h"
 #include "cuda/cuda_util.h"
 #include "cuda/decode_graphs.h"
 #include "cuda/device_sampler.h"

@@ -1,16 +1,15 @@
 // Weight upload: every tensor goes from the mmap'd safetensors through two pinned staging
 // buffers (fill one while the other is copying), converted on the host to the device dtype:
 // linear weights and the embedding to the activation dtype, norms to float32. INT8 linear
-// weights are copied as they are, with their float32 scales. A tensor without data (a virtual
-// model) gets deterministic random values generated on the GPU instead.
+// weights are copied as they are, with their float32 scales. A tensor without data gets its
+// values from the model's TensorFiller (gyre/weights.h) instead.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
-#include "cpu/simd.h"
+#include "common/simd.h"
 #include "cuda/cuda_backend.h"
-#include "cuda/random_fill.cuh"
 
 namespace gyre {
 namespace {
@@ -88,27 +87,27 @@ class Uploader {
 
 void CudaBackend::upload_weights() {
   // Pass 1 lays the tensors out in one allocation; pass 2 copies them.
-  // `fill`: the values a tensor without data gets.
-  struct Item { const TensorView* src; DType to; size_t offset; RandomFill fill; };
+  // `role`: for the filler of a tensor without data.
+  struct Item { const TensorView* src; DType to; size_t offset; WeightRole role; };
   std::vector<Item> items;
   size_t total = 0;
-  auto place = [&](const TensorView& t, DType to, RandomFill fill) {
-    items.push_back({&t, to, total, fill});
+  auto place = [&](const TensorView& t, DType to, WeightRole role) {
+    items.push_back({&t, to, total, role});
     return total;
   };
   auto reserve = [&](size_t bytes) { total = align_up(total + bytes); };
-  auto add = [&](const TensorView& t, DType to, RandomFill fill) {
-    const size_t off = place(t, to, fill);
+  auto add = [&](const TensorView& t, DType to, WeightRole role) {
+    const size_t off = place(t, to, role);
     reserve(static_cast<size_t>(t.numel()) * dtype_size(to));
     return off;
   };
   // Stacked matrices: consecutive rows of one region (each part's bytes are a multiple of 16);
   // int8 scales are stacked the same way.
-  auto add_stacked = [&](std::vector<const TensorView*> parts, DType to, RandomFill fill) {
+  auto add_stacked = [&](std::vector<const TensorView*> parts, DType to, WeightRole role) {
     const size_t start = total;
     size_t bytes = 0;
     for (const TensorView* p : parts) {
-      items.push_back({p, to, start + bytes, fill});
+      items.push_back({p, to, start + bytes, role});
       bytes += static_cast<size_t>(p->numel()) * dtype_size(to);
     }
     reserve(bytes);
@@ -126,7 +125,6 @@ void CudaBackend::upload_weights() {
                     l.wo.dtype == DType::kI8 || l.w_gate.dtype == DType::kI8 || l.w_up.dtype == DType::kI8 ||
                     l.w_down.dtype == DType::kI8;
     const DType to = i8 ? DType::kI8 : dt_;
-    const RandomFill fill = i8 ? RandomFill::kInt8 : RandomFill::kNormal;
     Offsets o;
     if (i8) {
       const std::string p = "layer " + std::to_string(i) + " ";
@@ -138,39 +136,41 @@ void CudaBackend::upload_weights() {
       check_int8(l.w_up, l.w_up_scale, p + "w_up");
       check_int8(l.w_down, l.w_down_scale, p + "w_down");
     }
-    o.qkv = add_stacked({&l.wq, &l.wk, &l.wv}, to, fill);
-    o.o = add(l.wo, to, fill);
-    o.gate_up = add_stacked({&l.w_gate, &l.w_up}, to, fill);
-    o.down = add(l.w_down, to, fill);
+    o.qkv = add_stacked({&l.wq, &l.wk, &l.wv}, to, WeightRole::kMatrix);
+    o.o = add(l.wo, to, WeightRole::kMatrix);
+    o.gate_up = add_stacked({&l.w_gate, &l.w_up}, to, WeightRole::kMatrix);
+    o.down = add(l.w_down, to, WeightRole::kMatrix);
     if (i8) {
-      o.qkv_s = add_stacked({&l.wq_scale, &l.wk_scale, &l.wv_scale}, DType::kF32, RandomFill::kScale);
-      o.o_s = add(l.wo_scale, DType::kF32, RandomFill::kScale);
-      o.gate_up_s = add_stacked({&l.w_gate_scale, &l.w_up_scale}, DType::kF32, RandomFill::kScale);
-      o.down_s = add(l.w_down_scale, DType::kF32, RandomFill::kScale);
+      o.qkv_s = add_stacked({&l.wq_scale, &l.wk_scale, &l.wv_scale}, DType::kF32, WeightRole::kScale);
+      o.o_s = add(l.wo_scale, DType::kF32, WeightRole::kScale);
+      o.gate_up_s = add_stacked({&l.w_gate_scale, &l.w_up_scale}, DType::kF32, WeightRole::kScale);
+      o.down_s = add(l.w_down_scale, DType::kF32, WeightRole::kScale);
     }
-    o.in_norm = add(l.input_norm, DType::kF32, RandomFill::kOnes);
-    o.post_norm = add(l.post_norm, DType::kF32, RandomFill::kOnes);
+    o.in_norm = add(l.input_norm, DType::kF32, WeightRole::kNorm);
+    o.post_norm = add(l.post_norm, DType::kF32, WeightRole::kNorm);
     offs.push_back(o);
   }
-  const size_t embed = add(w_->embed, dt_, RandomFill::kNormal);
+  const size_t embed = add(w_->embed, dt_, WeightRole::kMatrix);
   // Without data (virtual), only the config says whether the LM head is the embedding.
   const bool lm_i8 = w_->lm_head.dtype == DType::kI8;
   const bool tied = !lm_i8 && w_->lm_head.data == w_->embed.data &&
                     (w_->embed.data != nullptr || w_->config.tie_word_embeddings);
   if (lm_i8) check_int8(w_->lm_head, w_->lm_head_scale, "lm_head");
   const size_t lm_head =
-      tied ? embed : add(w_->lm_head, lm_i8 ? DType::kI8 : dt_, lm_i8 ? RandomFill::kInt8 : RandomFill::kNormal);
-  const size_t lm_head_s = lm_i8 ? add(w_->lm_head_scale, DType::kF32, RandomFill::kScale) : kNone;
-  const size_t final_norm = add(w_->final_norm, DType::kF32, RandomFill::kOnes);
+      tied ? embed : add(w_->lm_head, lm_i8 ? DType::kI8 : dt_, WeightRole::kMatrix);
+  const size_t lm_head_s = lm_i8 ? add(w_->lm_head_scale, DType::kF32, WeightRole::kScale) : kNone;
+  const size_t final_norm = add(w_->final_norm, DType::kF32, WeightRole::kNorm);
 
   weights_.reserve(total);
   char* base = weights_.get<char>();
   {
     Uploader up(stream_);
-    uint64_t seed = 0;  // the item's index: a virtual model's values depend only on its shapes
+    uint64_t seed = 0;  // the item's index: filled values depend only on the model's shapes
     for (const Item& it : items) {
       if (it.src->data) up.copy(*it.src, it.to, base + it.offset);
-      else random_fill(base + it.offset, it.to, it.src->numel(), it.fill, seed, stream_);
+      else if (w_->filler) w_->filler->fill(base + it.offset, it.to, it.src->numel(), it.role, seed, stream_);
+      else throw Error("CUDA upload: a " + std::string(dtype_name(it.src->dtype)) + " " + shape_str(it.src->shape) +
+                       " tensor has no data, and the model has no filler for it");
       ++seed;
     }
   }

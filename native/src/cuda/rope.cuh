@@ -1,6 +1,6 @@
 // Rotary embedding fused with the write of K and V into the paged cache. The cos/sin rows
-// come from the host (the CPU backend's RopeTable, so both backends rotate identically,
-// rope scaling included).
+// come from the host (common/rope_table.h, the CPU backend's too, so both backends rotate
+// identically, rope scaling included).
 //
 //   qkv row t:  | q: num_heads * d | k: num_kv_heads * d | v: num_kv_heads * d |   (float32)
 //   cache:      [num_blocks * block_size (= slots), num_kv_heads, d]  per layer, K and V

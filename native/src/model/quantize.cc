@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu/simd.h"
+#include "common/simd.h"
 #include "gyre/error.h"
 #include "gyre/weights.h"
 

@@ -1,6 +1,5 @@
-// Deterministic pseudo-random weights generated on the GPU, for "virtual" models (TensorViews
-// without data: a benchmark builds a 13B-shaped model without host weights). Each element is
-// a function of (seed, index) only: splitmix64, then Box-Muller for normals.
+// Deterministic pseudo-random weights generated on the GPU, for virtual models (virtual_model.h).
+// Each element is a function of (seed, index) only: splitmix64, then Box-Muller for normals.
 #pragma once
 #include <cuda_runtime.h>
 

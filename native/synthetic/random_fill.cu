@@ -1,7 +1,7 @@
 #include <algorithm>
 
 #include "cuda/common.cuh"
-#include "cuda/random_fill.cuh"
+#include "synthetic/random_fill.cuh"
 
 namespace gyre {
 namespace {

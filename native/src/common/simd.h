@@ -1,5 +1,6 @@
-// AVX2/FMA/F16C helpers shared by the CPU kernels. Every horizontal sum uses the same fixed
-// order, so a value computed in any kernel, tile or batch is bit-identical.
+// AVX2/FMA/F16C helpers for host code: the CPU kernels, the int8 quantizer and the CUDA upload's
+// dtype conversions. Every horizontal sum uses the same fixed order, so a value computed in any
+// kernel, tile or batch is bit-identical.
 #pragma once
 #include <immintrin.h>
 

@@ -1,4 +1,5 @@
-// make_backend: the seam between the engine and the hardware.
+// make_backend: the seam between the engine and the hardware. It picks cpu/ or cuda/, so it sits
+// beside them, above both.
 #include <cstdlib>
 #include <string>
 #include <memory>
