@@ -1,5 +1,5 @@
 // gyre_bench: the CUDA backend's speed on a model of a real shape with random weights, in one
-// process, no Node, no model files (issue 9).
+// process, no Node, no model files.
 //
 //   gyre_bench [--shape llama-2-7b|llama-2-13b|mistral-7b] [--layers N] [--quantization none|int8]
 //              [--phases bandwidth,prefill,decode,kv,workload] [--skip-workload] [--json PATH]
@@ -72,6 +72,7 @@
 #include "gyre/engine.h"
 #include "gyre/error.h"
 #include "gyre/gpu_memory.h"
+#include "gyre/shapes.h"
 #include "gyre/weights.h"
 
 using namespace gyre;
@@ -165,34 +166,7 @@ class Json {
   std::vector<std::pair<std::string, Json>> o_;
 };
 
-// ---------- shapes and the virtual model ----------
-
-// The configs of src/model/make_model.ts (SHAPES), which are the published models' config.json.
-bool shape_config(const std::string& name, ModelConfig& c) {
-  c = ModelConfig{};
-  c.architecture = "LlamaForCausalLM";
-  c.vocab_size = 32000;
-  c.rms_norm_eps = 1e-5f;
-  c.rope_theta = 10000.0;
-  c.tie_word_embeddings = false;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  if (name == "llama-2-7b") {
-    c.hidden_size = 4096; c.num_layers = 32; c.num_heads = 32; c.num_kv_heads = 32; c.intermediate_size = 11008;
-    c.max_position_embeddings = 4096;
-  } else if (name == "llama-2-13b") {
-    c.hidden_size = 5120; c.num_layers = 40; c.num_heads = 40; c.num_kv_heads = 40; c.intermediate_size = 13824;
-    c.max_position_embeddings = 4096;
-  } else if (name == "mistral-7b") {
-    c.architecture = "MistralForCausalLM";
-    c.hidden_size = 4096; c.num_layers = 32; c.num_heads = 32; c.num_kv_heads = 8; c.intermediate_size = 14336;
-    c.max_position_embeddings = 32768; c.sliding_window = 4096;
-  } else {
-    return false;
-  }
-  c.head_dim = c.hidden_size / c.num_heads;
-  return true;
-}
+// ---------- the virtual model ----------
 
 // Bytes and FLOPs, counted from the shapes (what a perfect kernel must move / compute).
 struct Counts {
@@ -220,7 +194,7 @@ struct Counts {
   k.norm_bytes += int64_t(c.hidden_size) * 4;
   k.lm_head_bytes = static_cast<int64_t>(w.lm_head.nbytes);
   k.embed_row_bytes = int64_t(c.hidden_size) * 2;
-  k.kv_bytes_per_token = 2LL * c.num_layers * c.num_kv_heads * c.head_dim * 2;
+  k.kv_bytes_per_token = gyre::kv_bytes_per_token(c);
   return k;
 }
 
@@ -811,8 +785,7 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
   if (gpu_memory.budget > 0) R.set("gpu_memory_budget", gpu_memory.budget);
   const int64_t kv_budget = o.kv_budget.empty() ? kA10gBudgetBytes : parse_bytes(o.kv_budget);
 
-  ModelConfig cfg;
-  shape_config(o.shape, cfg);
+  ModelConfig cfg = shape_config(o.shape);
   if (o.layers > 0) cfg.num_layers = o.layers;
   const bool int8 = o.quantization == "int8";
   std::shared_ptr<ModelWeights> weights = virtual_model(cfg, int8);
@@ -1106,9 +1079,10 @@ int run(const Options& o, const std::vector<TraceEntry>& trace, const std::strin
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) return 2;
-  ModelConfig probe;
-  if (!shape_config(o.shape, probe)) {
-    std::fprintf(stderr, "gyre_bench: unknown --shape %s (llama-2-7b, llama-2-13b, mistral-7b)\n", o.shape.c_str());
+  try {
+    shape_config(o.shape);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gyre_bench: --shape: %s\n", e.what());
     return 2;
   }
   std::vector<TraceEntry> trace;
