@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChatTemplate } from '../../src/engine/chat_template';
 import { Tokenizer } from '../../src/engine/tokenizer';
-import { hfConfig, makeModel, resolveShape, SHAPE_NAMES, tensorPlan } from '../../src/model/make_model';
+import { hfConfig, makeModel, resolveShape, shapeNames, tensorPlan } from '../../src/model/make_model';
 import { convertF32, SafetensorsFile } from '../../src/model/safetensors';
 
 let tmp: string;
@@ -49,7 +49,7 @@ describe('shapes', () => {
   test('--layers overrides the layer count; bad values are refused', () => {
     expect(resolveShape('llama-2-13b', 3).layers).toBe(3);
     expect(() => resolveShape('tiny', 0)).toThrow(/layers/);
-    expect(SHAPE_NAMES).toEqual(['tiny', '100m', 'llama-2-7b', 'llama-2-13b', 'mistral-7b']);
+    expect(shapeNames()).toEqual(['tiny', '100m', 'llama-2-7b', 'llama-2-13b', 'mistral-7b']);
   });
 });
 
