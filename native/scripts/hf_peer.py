@@ -53,12 +53,13 @@ import sys
 import time
 import traceback
 
-SHAPES = {  # src/model/make_model.ts SHAPES; gyre_bench's shape_config
-    "llama-2-7b": dict(arch="llama", hidden=4096, layers=32, heads=32, kv_heads=32, intermediate=11008, max_pos=4096),
-    "llama-2-13b": dict(arch="llama", hidden=5120, layers=40, heads=40, kv_heads=40, intermediate=13824, max_pos=4096),
-    "mistral-7b": dict(arch="mistral", hidden=4096, layers=32, heads=32, kv_heads=8, intermediate=14336,
-                       max_pos=32768, sliding_window=4096),
-}
+# The native shape table (gyre/shapes.h), exported by gyre_shapes; gyre_bench's shapes.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "shapes.json")) as _f:
+    SHAPES = {name: dict(arch="mistral" if c["architecture"] == "MistralForCausalLM" else "llama",
+                         hidden=c["hidden_size"], layers=c["num_hidden_layers"], heads=c["num_attention_heads"],
+                         kv_heads=c["num_key_value_heads"], intermediate=c["intermediate_size"],
+                         max_pos=c["max_position_embeddings"], sliding_window=c["sliding_window"])
+              for name, c in json.load(_f).items() if name in ("llama-2-7b", "llama-2-13b", "mistral-7b")}
 VOCAB = 32000
 
 # --- the trace and the prompt ids: the same arithmetic as gyre_bench.cc ---
