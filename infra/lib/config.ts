@@ -2,7 +2,7 @@
 // or cdk.json). Values from -c arrive as strings; cdk.json may hold JSON values.
 import type { Node } from 'constructs';
 import { DEFAULT_PRESET, preset, type PresetName } from './presets';
-import type { Quantization } from './sizing';
+import { type Quantization, shapeNames } from './sizing';
 
 export interface GyreConfig {
   readonly preset: PresetName;
@@ -12,7 +12,7 @@ export interface GyreConfig {
   readonly endpointName: string;
   readonly instanceType?: string;
   readonly quantization?: Quantization;
-  readonly parameters?: number;
+  readonly shape?: string;
   readonly modelLoading?: 'model-data' | 'container';
   readonly imageUri?: string;
   readonly maxModelLen?: number;
@@ -62,6 +62,14 @@ function oneOf<T extends string>(get: Get, key: string, choices: readonly T[]): 
   return v as T | undefined;
 }
 
+/** -c shape: a shape of the engine's table; -c parameters (a parameter count) sized models before it. */
+function shapeOf(get: Get): string | undefined {
+  if (str(get, 'parameters') !== undefined) {
+    throw new Error(`context parameters is no longer read: give the model's shape instead, -c shape=<one of ${shapeNames().join(', ')}>`);
+  }
+  return oneOf(get, 'shape', shapeNames());
+}
+
 function list(get: Get, key: string): string[] | undefined {
   const v = get(key);
   if (Array.isArray(v)) return v.map(String);
@@ -85,7 +93,7 @@ export function configFromContext(node: Pick<Node, 'tryGetContext'>): GyreConfig
     endpointName: str(get, 'endpointName') ?? stackName.toLowerCase(),
     instanceType: str(get, 'instanceType'),
     quantization: oneOf(get, 'quantization', ['none', 'int8'] as const),
-    parameters: num(get, 'parameters'),
+    shape: shapeOf(get),
     modelLoading: oneOf(get, 'modelLoading', ['model-data', 'container'] as const),
     imageUri: str(get, 'imageUri'),
     maxModelLen: num(get, 'maxModelLen'),

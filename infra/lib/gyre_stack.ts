@@ -32,7 +32,7 @@ export class GyreStack extends Stack {
       modelS3Uri: c.modelS3Uri,
       modelLoading: c.modelLoading,
       modelLabel: c.preset,
-      parameters: c.parameters ?? p.parameters,
+      shape: c.shape ?? p.shape,
       quantization: c.quantization ?? p.quantization,
       instanceType: c.instanceType ?? p.instanceType,
       image: props.image ?? (c.imageUri ? { uri: c.imageUri } : undefined),

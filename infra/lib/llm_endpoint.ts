@@ -23,8 +23,9 @@ export interface LlmEndpointProps {
   /** 'model-data' (default): SageMaker copies the prefix to /opt/ml/model, uncompressed.
    *  'container': no model data; the container downloads GYRE_MODEL=s3://... itself (needs network). */
   readonly modelLoading?: 'model-data' | 'container';
-  /** Parameter count, to check that the weights fit one A10G. */
-  readonly parameters: number;
+  /** The model's shape in the engine's table (llama-2-7b, llama-2-13b, mistral-7b, ...), to check
+   *  that its weights and one full context fit one A10G. */
+  readonly shape: string;
   readonly quantization?: Quantization;             // default 'none' (fp16/bf16 as stored)
   readonly modelLabel?: string;                     // for messages, e.g. 'llama-2-13b-chat'
   readonly image?: ImageSource;                     // default: container/Dockerfile of this checkout
@@ -64,7 +65,8 @@ export class LlmEndpoint extends Construct {
     const loading = props.modelLoading ?? 'model-data';
     const quantization = props.quantization ?? 'none';
     const instanceType = checkInstanceType(props.instanceType ?? 'ml.g5.2xlarge');
-    checkFits(props.modelLabel ?? 'the model', props.parameters, quantization);
+    const maxModelLen = props.environment?.GYRE_MAX_MODEL_LEN;
+    checkFits(props.modelLabel ?? 'the model', props.shape, quantization, maxModelLen ? Number(maxModelLen) : undefined);
     this.modelData = parseS3Uri(props.modelS3Uri);
     const isolation = props.networkIsolation ?? loading === 'model-data';
     if (isolation && loading === 'container') {

@@ -1,10 +1,11 @@
 // Stock models Gyre deploys without configuration: a table of names to what each needs
-// (parameter count for the GPU check, engine limits, startup timeouts). `byo` is a customer's
-// fine-tune of one of these architectures, sized by its parameter count.
+// (the engine's model shape for the GPU check, engine limits, startup timeouts). `byo` is a
+// customer's fine-tune of one of these architectures, sized by its shape.
 import type { InstanceType, Quantization } from './sizing';
 
 export interface Preset {
-  readonly parameters: number;
+  /** A shape of the engine's table (gyre/shapes.h): what the GPU check sizes. */
+  readonly shape: string;
   readonly quantization: Quantization;
   readonly instanceType: InstanceType;
   /** Engine limits; unset, the engine takes them from the model's config. */
@@ -21,21 +22,21 @@ const llama2Limits = { maxModelLen: 4096, maxInputTokens: 3584, maxBatchTokens: 
 const sevenB = { modelDataDownloadTimeoutS: 900, startupHealthCheckTimeoutS: 600 };
 
 export const PRESETS = {
-  'llama-2-7b-chat': { parameters: 6.74e9, quantization: 'none', instanceType: 'ml.g5.2xlarge', ...llama2Limits, ...sevenB },
+  'llama-2-7b-chat': { shape: 'llama-2-7b', quantization: 'none', instanceType: 'ml.g5.2xlarge', ...llama2Limits, ...sevenB },
   // 26 GB in fp16 does not fit one A10G; 8-bit weights take 13 GB. The fp16 checkpoint may be
   // what is uploaded (quantized at load), so the timeouts are sized for 26 GB.
   'llama-2-13b-chat': {
-    parameters: 13.0e9, quantization: 'int8', instanceType: 'ml.g5.2xlarge', ...llama2Limits,
+    shape: 'llama-2-13b', quantization: 'int8', instanceType: 'ml.g5.2xlarge', ...llama2Limits,
     modelDataDownloadTimeoutS: 1800, startupHealthCheckTimeoutS: 1200,
   },
   // Sliding-window attention keeps long contexts cheap; 8K tokens of GQA KV is 1 GiB a sequence.
   'mistral-7b-instruct': {
-    parameters: 7.24e9, quantization: 'none', instanceType: 'ml.g5.2xlarge',
+    shape: 'mistral-7b', quantization: 'none', instanceType: 'ml.g5.2xlarge',
     maxModelLen: 8192, maxInputTokens: 7680, maxBatchTokens: 8192, ...sevenB,
   },
-  // A fine-tune of a 7B Llama-2 or Mistral unless told otherwise (-c parameters=13e9); the
+  // A fine-tune of a 7B Llama-2 or Mistral unless told otherwise (-c shape=llama-2-13b); the
   // engine reads its context length from the model's config.json.
-  byo: { parameters: 7.24e9, quantization: 'none', instanceType: 'ml.g5.2xlarge', ...sevenB },
+  byo: { shape: 'mistral-7b', quantization: 'none', instanceType: 'ml.g5.2xlarge', ...sevenB },
 } satisfies Record<string, Preset>;
 
 export type PresetName = keyof typeof PRESETS;

@@ -1,14 +1,14 @@
-// What fits on one NVIDIA A10G (24 GB), and what SageMaker accepts for ml.g5. Every check here
-// runs at synth time, so a combination that cannot work fails before anything is deployed.
+// What fits on one NVIDIA A10G, and what SageMaker accepts for ml.g5. Every check here runs at
+// synth time, so a combination that cannot work fails before anything is deployed. Model shapes
+// and GPU memory come from the engine's own plan (the addon's planGpuMemory): the stack refuses
+// exactly what the CUDA backend could not serve.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /** ml.g5 sizes with exactly one A10G: 4 to 64 vCPUs, 16 to 256 GiB of host memory. */
 export const SINGLE_A10G_INSTANCES = ['ml.g5.xlarge', 'ml.g5.2xlarge', 'ml.g5.4xlarge', 'ml.g5.8xlarge', 'ml.g5.16xlarge'] as const;
 export type InstanceType = (typeof SINGLE_A10G_INSTANCES)[number];
 const MULTI_GPU: Record<string, number> = { 'ml.g5.12xlarge': 4, 'ml.g5.24xlarge': 4, 'ml.g5.48xlarge': 8 };
-
-export const A10G_BYTES = 24e9;
-/** The weights may take at most this much of the GPU; the rest is KV cache and activations. */
-export const MAX_WEIGHT_BYTES = 20e9;
 
 export type Quantization = 'none' | 'int8';
 
@@ -30,20 +30,50 @@ export function checkInstanceType(instanceType: string): InstanceType {
     `and the CUDA 12.4 driver of ${INFERENCE_AMI_VERSION}; use one of: ${allowed}.`);
 }
 
-export function weightBytes(parameters: number, quantization: Quantization): number {
-  return parameters * (quantization === 'int8' ? 1 : 2);
+/** The slice of the addon (src/engine/native.ts) the stack uses. */
+interface GpuPlan { totalBytes: number; budgetBytes: number; weightBytes: number; kvBytes: number; kvTokens: number }
+interface SizingAddon {
+  shapeNames(): string[];
+  shapeConfig(name: string): { maxPositionEmbeddings: number };
+  planGpuMemory(model: { shape: string }, options: { int8?: boolean; maxModelLen?: number }): GpuPlan;
 }
 
-/** Refuses weights that leave no room for the KV cache on one A10G. */
-export function checkFits(modelName: string, parameters: number, quantization: Quantization): void {
-  const bytes = weightBytes(parameters, quantization);
-  if (bytes <= MAX_WEIGHT_BYTES) return;
+let addon: SizingAddon | undefined;
+/** The engine's addon, found above this file (infra/lib under ts-node and jest, infra/dist/lib once compiled). */
+function sizingAddon(): SizingAddon {
+  if (addon) return addon;
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'native', 'build', 'Release', 'gyre.node');
+    if (fs.existsSync(file)) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return addon = require(file) as SizingAddon;
+    }
+    if (path.dirname(dir) === dir) throw new Error('the Gyre addon (native/build/Release/gyre.node) is not built: run npm ci in the repository first');
+  }
+}
+
+/** The model shapes the stack can size (the engine's table: llama-2-7b, llama-2-13b, mistral-7b, ...). */
+export function shapeNames(): string[] {
+  return sizingAddon().shapeNames();
+}
+
+/** The CUDA backend's memory plan for a shape on one A10G. */
+export function planOnA10g(shape: string, quantization: Quantization, maxModelLen?: number): GpuPlan {
+  return sizingAddon().planGpuMemory({ shape }, { int8: quantization === 'int8', maxModelLen });
+}
+
+/** Refuses a model whose KV pool on one A10G would not hold one full context (maxModelLen, else the shape's). */
+export function checkFits(modelName: string, shape: string, quantization: Quantization, maxModelLen?: number): void {
+  const context = maxModelLen ?? sizingAddon().shapeConfig(shape).maxPositionEmbeddings;
+  const plan = planOnA10g(shape, quantization, maxModelLen);
+  if (plan.kvTokens >= context) return;
   const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
-  const hint = quantization === 'none' && weightBytes(parameters, 'int8') <= MAX_WEIGHT_BYTES
-    ? ' Use 8-bit weights (quantization=int8), as the llama-2-13b-chat preset does.' : '';
-  throw new Error(`${modelName} in ${quantization === 'none' ? 'fp16' : quantization} needs ${gb(bytes)} of weights; ` +
-    `one A10G has ${gb(A10G_BYTES)} and Gyre keeps at least ${gb(A10G_BYTES - MAX_WEIGHT_BYTES)} for the KV cache ` +
-    `and activations, so it cannot be served on one A10G.${hint}`);
+  const int8 = quantization === 'none' ? planOnA10g(shape, 'int8', maxModelLen) : undefined;
+  const hint = int8 && int8.kvTokens >= context ? ' Use 8-bit weights (quantization=int8), as the llama-2-13b-chat preset does.' : '';
+  const left = plan.kvBytes < 0 ? 'nothing' : `room for ${plan.kvTokens} tokens`;
+  throw new Error(`${modelName} (${shape}) in ${quantization === 'none' ? 'fp16' : quantization} needs ${gb(plan.weightBytes)} of weights; ` +
+    `one A10G has ${gb(plan.totalBytes)}, Gyre's budget is ${gb(plan.budgetBytes)}, and after the weights and step buffers ` +
+    `the KV cache has ${left}, less than one ${context}-token context, so it cannot be served on one A10G.${hint}`);
 }
 
 export function checkTimeout(name: string, seconds: number): number {

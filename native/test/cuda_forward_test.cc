@@ -16,6 +16,7 @@
 #include "cuda_model_util.h"
 #include "cuda/memory_budget.h"
 #include "gyre/backend.h"
+#include "gyre/shapes.h"
 #include "gyre/weights.h"
 #include "reference.h"
 #include "synthetic/virtual_model.h"
@@ -231,6 +232,19 @@ TEST(largest_planned_step_allocates_nothing) {
     CHECK_MSG(worst <= tol(DType::kF16), "step " << i << ": rel err " << worst);
   }
   CHECK_EQ(static_cast<CudaBackend&>(*gpu).step_buffer_bytes(), reserved);
+}
+
+// plan_gpu_memory (what validate and the CDK stack report) counts the weights as the upload lays
+// them out: float and int8, tied and untied, an int8 LM head.
+TEST(weights_take_what_the_plan_counts) {
+  for (bool tied : {true, false}) {
+    ModelConfig c = shape_config("tiny");
+    c.tie_word_embeddings = tied;
+    for (auto [int8, lm] : {std::pair{false, false}, {true, false}, {true, true}}) {
+      auto be = make_backend("cuda", gyre::virtual_model(c, int8, lm));
+      CHECK_EQ(static_cast<CudaBackend&>(*be).weight_bytes(), gpu_weight_bytes(c, int8, lm));
+    }
+  }
 }
 
 TEST(kv_pool_is_sized_from_the_budget) {

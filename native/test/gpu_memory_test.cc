@@ -2,27 +2,24 @@
 // The CUDA backend reserves exactly step_buffers() before it sizes the pool
 // (cuda_forward_test's largest_planned_step_allocates_nothing checks that on a device).
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "check.h"
 #include "gyre/gpu_memory.h"
+#include "gyre/shapes.h"
 
 using namespace gyre;
 
 namespace {
 
-ModelConfig shape(int hidden, int layers, int heads, int kv_heads, int inter, int max_pos, int window) {
-  ModelConfig c;
-  c.hidden_size = hidden; c.num_layers = layers; c.num_heads = heads; c.num_kv_heads = kv_heads;
-  c.intermediate_size = inter; c.max_position_embeddings = max_pos; c.sliding_window = window;
-  c.head_dim = hidden / heads; c.vocab_size = 32000;
-  return c;
-}
-const ModelConfig kLlama7b = shape(4096, 32, 32, 32, 11008, 4096, 0);
-const ModelConfig kMistral7b = shape(4096, 32, 32, 8, 14336, 32768, 4096);
+const ModelConfig kLlama7b = shape_config("llama-2-7b");
+const ModelConfig kMistral7b = shape_config("mistral-7b");
 
+// By hand from the shape, without the alignment: the plan's figure is at most 256 bytes more per tensor.
 int64_t f16_weight_bytes(const ModelConfig& c) {
   const int64_t H = c.hidden_size, I = c.intermediate_size, kv = int64_t(c.num_kv_heads) * c.head_dim;
-  return 2 * (c.num_layers * (H * H * 2 + 2 * H * kv + 3 * H * I) + 2 * H * c.vocab_size);
+  return 2 * (c.num_layers * (H * H * 2 + 2 * H * kv + 3 * H * I) + 2 * H * c.vocab_size) + 4 * (2 * c.num_layers + 1) * H;
 }
 int64_t kv_bytes_per_block(const ModelConfig& c, int block_size) {
   return 2LL * c.num_layers * block_size * c.num_kv_heads * c.head_dim * 2;
@@ -79,7 +76,7 @@ TEST(a10g_plan_fits_the_budget) {
   for (const ModelConfig* c : {&kLlama7b, &kMistral7b}) {
     const StepPlan plan;
     const StepBuffers step = step_buffers(*c, 2, plan);
-    const int64_t weights = f16_weight_bytes(*c), per_block = kv_bytes_per_block(*c, 16);
+    const int64_t weights = gpu_weight_bytes(*c, false), per_block = kv_bytes_per_block(*c, 16);
     const int64_t used = weights + step.total() + context;
     const int64_t blocks = kv_blocks_that_fit(kA10gTotalBytes, used, per_block, GpuMemoryOptions{});
     std::printf("  %s: weights %.2f GiB, step %.1f MiB (activations %.1f, logits %.1f, workspace %.1f), "
@@ -93,6 +90,67 @@ TEST(a10g_plan_fits_the_budget) {
     CHECK(decode_workspace_bytes(*c, plan.max_num_seqs, decode_num_splits(longest)) <= step.workspace);
     CHECK(activation_bytes_per_token(*c, 2) * plan.max_num_batched_tokens <= step.activations);
   }
+}
+
+TEST(shape_table_has_the_published_configs) {
+  CHECK_EQ(shape_names().size(), size_t(5));
+  const ModelConfig c = shape_config("llama-2-13b");
+  CHECK_EQ(c.hidden_size, 5120);
+  CHECK_EQ(c.intermediate_size, 13824);
+  CHECK_EQ(c.num_kv_heads, 40);
+  CHECK_EQ(c.head_dim, 128);
+  CHECK_EQ(kMistral7b.architecture, std::string("MistralForCausalLM"));
+  CHECK_EQ(kMistral7b.sliding_window, 4096);
+  CHECK(shape_config("tiny").tie_word_embeddings);
+  CHECK_THROWS_WITH(shape_config("llama-3-8b"), "unknown shape 'llama-3-8b' (known: tiny, 100m, llama-2-7b");
+}
+
+// The weights as the CUDA backend lays them out: every group 256-byte aligned, norms float32,
+// int8 linear weights 1 byte + a float32 scale per row.
+TEST(gpu_weight_bytes_follow_the_upload_layout) {
+  const ModelConfig tiny = shape_config("tiny");  // tied: no LM head of its own
+  const auto a = [](int64_t n) { return (n + 255) / 256 * 256; };
+  const int64_t norms = 5 * a(64 * 4);
+  CHECK_EQ(gpu_weight_bytes(tiny, false), a(32000 * 64 * 2) + norms +
+                                              2 * (a(128 * 64 * 2) + a(64 * 64 * 2) + a(352 * 64 * 2) + a(64 * 176 * 2)));
+  CHECK_EQ(gpu_weight_bytes(tiny, true), a(32000 * 64 * 2) + norms +
+                                             2 * (a(128 * 64) + a(128 * 4) + a(64 * 64) + a(64 * 4) + a(352 * 64) +
+                                                  a(352 * 4) + a(64 * 176) + a(64 * 4)));
+  CHECK_EQ(gpu_weight_bytes(tiny, true, true) - gpu_weight_bytes(tiny, true), a(32000 * 64) + a(32000 * 4));
+  const int64_t w = gpu_weight_bytes(kLlama7b, false), hand = f16_weight_bytes(kLlama7b);
+  CHECK(w >= hand && w - hand < 256 * (9 * 32 + 3));
+  // 13B int8 (linear 1 byte + scales, the rest fp16): ~13.35 GB, the size of `gyre quantize`'s files.
+  const int64_t q13 = gpu_weight_bytes(shape_config("llama-2-13b"), true);
+  CHECK(q13 > 13'352'000'000LL && q13 < 13'354'000'000LL);
+}
+
+// plan_gpu_memory is the backend's arithmetic: budget - weights - step - context - margin, in whole blocks.
+TEST(plan_is_the_budget_arithmetic) {
+  for (const ModelConfig* c : {&kLlama7b, &kMistral7b}) {
+    const GpuPlan p = plan_gpu_memory(*c);
+    const int64_t used = p.weights + p.step.total() + kCudaContextBytes;
+    CHECK_EQ(p.step.total(), step_buffers(*c, 2, StepPlan{}).total());
+    CHECK_EQ(p.kv_blocks, kv_blocks_that_fit(kA10gTotalBytes, used, kv_bytes_per_block(*c, 16), GpuMemoryOptions{}));
+    CHECK_EQ(p.kv_tokens, p.kv_blocks * 16);
+    CHECK_EQ(p.kv_bytes, kA10gBudgetBytes - used - kGpuMarginBytes);
+  }
+  // Llama-2-13B in fp16 does not fit; in int8 it does.
+  GpuPlanOptions o;
+  CHECK_EQ(plan_gpu_memory(shape_config("llama-2-13b"), o).kv_tokens, 0);
+  CHECK(plan_gpu_memory(shape_config("llama-2-13b"), o).kv_bytes < 0);
+  o.int8 = true;
+  CHECK(plan_gpu_memory(shape_config("llama-2-13b"), o).kv_tokens >= 4096);
+  o.memory.fraction = 2;
+  CHECK_THROWS_WITH(plan_gpu_memory(kLlama7b, o), "GYRE_GPU_MEMORY_FRACTION");
+}
+
+// The Python peer reads the table from this file.
+TEST(committed_shapes_json_is_the_table) {
+  std::ifstream f(GYRE_FIXTURES "/../../native/scripts/shapes.json");
+  std::stringstream text;
+  text << f.rdbuf();
+  CHECK_MSG(text.str() == shapes_json(),
+            "native/scripts/shapes.json is not gyre/shapes.h's table: regenerate it (gyre_shapes > native/scripts/shapes.json)");
 }
 
 TEST(parse_bytes_reads_sizes) {

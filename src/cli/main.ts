@@ -98,6 +98,7 @@ export function buildProgram(): Command {
 
   program.command('make-model')
     .description('write a random-weight model folder of a known shape (HF format)')
+    // gyre/shapes.h's names, listed here so that --help need not load the addon (a test compares them)
     .addOption(new Option('--shape <shape>', 'model shape')
       .choices(['tiny', '100m', 'llama-2-7b', 'llama-2-13b', 'mistral-7b']).makeOptionMandatory())
     .option('--layers <n>', 'override the number of layers', integer(1))

@@ -133,8 +133,52 @@ export interface NativeAddon {
    *  to +-127), synchronous; the same function the loader quantizes at load with. data holds
    *  rows * cols elements of dtype, little-endian. */
   quantizeInt8(data: Uint8Array, dtype: 'F32' | 'F16' | 'BF16', rows: number, cols: number): NativeInt8Tensor;
+  /** The model shapes known by name (native/include/gyre/shapes.h): tiny, 100m, llama-2-7b, ... */
+  shapeNames(): string[];
+  /** A named shape's config; throws naming the known shapes. */
+  shapeConfig(name: string): Omit<NativeModelConfig, 'dtype'>;
+  /** The KV pool the CUDA backend sizes for a model on a card (gyre/gpu_memory.h plan_gpu_memory):
+   *  weights as it uploads them, the engine's default step, a CUDA-context estimate. */
+  planGpuMemory(model: NativePlanModel, options?: NativePlanOptions): NativeGpuPlan;
   /** SO_SNDBUF on a socket's file descriptor (the kernel doubles it); false when it failed. */
   setSendBuffer(fd: number, bytes: number): boolean;
+}
+
+/** Exactly one of shape (a name from shapeNames) and modelDir (its config.json). */
+export interface NativePlanModel { shape?: string; modelDir?: string; layers?: number }
+
+export interface NativePlanOptions {
+  /** What the card reports (default: an A10G's 23,028 MiB). */
+  totalBytes?: number;
+  gpuMemoryFraction?: number;
+  gpuMemoryBudget?: number;
+  /** Held before the model (default 512 MiB: CUDA context, cuBLASLt workspace). */
+  contextBytes?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  maxModelLen?: number;
+  blockSize?: number;
+  /** Linear weights int8 with float32 row scales (and the LM head too with int8LmHead). */
+  int8?: boolean;
+  int8LmHead?: boolean;
+}
+
+/** Bytes on the card; kvBytes < 0: weights and step buffers alone exceed the budget. */
+export interface NativeGpuPlan {
+  totalBytes: number;
+  budgetBytes: number;
+  weightBytes: number;
+  stepBytes: number;
+  activationBytes: number;
+  logitsBytes: number;
+  workspaceBytes: number;
+  contextBytes: number;
+  marginBytes: number;
+  kvBytes: number;
+  kvBytesPerToken: number;
+  blockSize: number;
+  kvBlocks: number;
+  kvTokens: number;
 }
 
 export interface NativeInt8Tensor {

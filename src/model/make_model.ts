@@ -4,6 +4,7 @@
 // how many layers there are, and the same seed always gives the same bytes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { loadAddon } from '../engine/native';
 import { Progress, type ProgressOptions } from './progress';
 import { convertF32, DType, tensorBytes, TensorSpec, writeSafetensors } from './safetensors';
 
@@ -22,21 +23,12 @@ export interface ShapeSpec {
   slidingWindow?: number;
 }
 
-const LLAMA = { arch: 'llama', vocab: 32000, eps: 1e-5, ropeTheta: 10000, tied: false } as const;
+/** The shapes known by name: the native table (gyre/shapes.h, through the addon). */
+export type ShapeName = string;
+export function shapeNames(): ShapeName[] {
+  return loadAddon().shapeNames();
+}
 
-export const SHAPES = {
-  tiny: { ...LLAMA, hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, maxPos: 2048, tied: true },
-  // llama2.c stories110M
-  '100m': { ...LLAMA, hidden: 768, layers: 12, heads: 12, kvHeads: 12, intermediate: 2048, maxPos: 1024, tied: true },
-  'llama-2-7b': { ...LLAMA, hidden: 4096, layers: 32, heads: 32, kvHeads: 32, intermediate: 11008, maxPos: 4096 },
-  'llama-2-13b': { ...LLAMA, hidden: 5120, layers: 40, heads: 40, kvHeads: 40, intermediate: 13824, maxPos: 4096 },
-  // Mistral-7B v0.1
-  'mistral-7b': { ...LLAMA, arch: 'mistral', hidden: 4096, layers: 32, heads: 32, kvHeads: 8, intermediate: 14336,
-                  maxPos: 32768, slidingWindow: 4096 },
-} satisfies Record<string, ShapeSpec>;
-
-export type ShapeName = keyof typeof SHAPES;
-export const SHAPE_NAMES = Object.keys(SHAPES) as ShapeName[];
 export type WeightDType = 'f32' | 'f16' | 'bf16';
 
 export interface MakeModelOptions {
@@ -64,10 +56,15 @@ const TORCH_DTYPE: Record<WeightDType, string> = { f32: 'float32', f16: 'float16
 const ASSETS = path.resolve(__dirname, '..', '..', 'models');
 
 export function resolveShape(name: ShapeName, layers?: number): ShapeSpec {
-  const base: ShapeSpec = SHAPES[name];
-  if (!base) throw new Error(`unknown shape ${name} (known: ${SHAPE_NAMES.join(', ')})`);
   if (layers !== undefined && (!Number.isInteger(layers) || layers < 1)) throw new Error(`--layers must be a positive integer`);
-  return { ...base, layers: layers ?? base.layers };
+  const c = loadAddon().shapeConfig(name);  // throws naming the known shapes
+  return {
+    arch: c.architecture === 'MistralForCausalLM' ? 'mistral' : 'llama',
+    hidden: c.hiddenSize, layers: layers ?? c.numLayers, heads: c.numHeads, kvHeads: c.numKvHeads,
+    intermediate: c.intermediateSize, vocab: c.vocabSize, maxPos: c.maxPositionEmbeddings,
+    eps: Math.fround(1e-5) === c.rmsNormEps ? 1e-5 : c.rmsNormEps, ropeTheta: c.ropeTheta, tied: c.tieWordEmbeddings,
+    ...(c.slidingWindow ? { slidingWindow: c.slidingWindow } : {}),
+  };
 }
 
 export function hfConfig(s: ShapeSpec, dtype: WeightDType): Record<string, unknown> {

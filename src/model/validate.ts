@@ -5,22 +5,15 @@
 // int8 layout of `gyre quantize` when config.json says gyre_int8), the shard index against the
 // shard files, duplicates, the tokenizer's vocabulary, the chat template.
 //
-// Memory (reported for one A10G):
-//   kv bytes/token = 2 (K and V) * layers * kv_heads * head_dim * 2 (fp16)
-//   kv tokens      = floor((fraction * gpu_bytes - weight_bytes - overhead) / kv bytes/token)
-//   conversations  = floor(kv tokens / 1040), 960 prompt + 80 output tokens each (gyre bench's caps)
-// with gpu_bytes = 23,028 MiB (what an A10G reports), fraction 0.9, overhead 1 GiB (activations,
-// CUDA context, workspaces). weight_bytes, in `weightBytes` / `kvCacheTokens`: as stored. In
-// `a10g`, both ways the GPU can hold the weights:
-//   fp16: 2 bytes per parameter (the CUDA backend holds float weights in fp16/bf16; norms, in
-//         f32 there, are < 0.01% and counted at 2)
-//   int8: every layer's linear weights 1 byte per element + a 4-byte scale per output row; the
-//         embedding, the norms and the LM head stay float (2 bytes per parameter); a folder
-//         whose LM head is int8 counts it like a linear weight.
-// An int8 folder is reported as int8 only.
+// Memory (for one A10G, or the card of `gpuBytes`): the KV pool the CUDA backend would size, from
+// the native plan (planGpuMemory, gyre/gpu_memory.h): budget (fraction x what the card reports) -
+// weights as the backend uploads them - the engine's default step buffers - a CUDA-context
+// estimate - a margin, in whole 16-token blocks. `a10g` gives it both ways the GPU can hold the
+// weights: fp16, and int8 (linear weights 1 byte + a float32 scale per row). An int8 folder is
+// reported as int8 only. `weightBytes` is what the files hold.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { NativeModelConfig } from '../engine/native';
+import type { NativeAddon, NativeModelConfig } from '../engine/native';
 import { decoderRegex } from '../engine/tokenizer';
 import type { TextLimits } from '../engine/tokenizer_pool';
 import { readGenerationConfig } from './generation_config';
@@ -29,16 +22,16 @@ import {
 } from './model_file';
 import { SafetensorsFile, type TensorInfo } from './safetensors';
 
+/** What an A10G reports as its total memory (gyre/gpu_memory.h kA10gTotalBytes). */
 export const A10G_BYTES = 23_028 * 2 ** 20;
 export const DEFAULT_MEMORY_FRACTION = 0.9;
-export const OVERHEAD_BYTES = 2 ** 30;
 /** One conversation of the bench workload: a 960-token prompt and 80 new tokens. */
 export const CONVERSATION_TOKENS = 960 + 80;
 
 /** What one way of holding the weights leaves on the GPU. */
 export interface GpuMemory {
   weightBytes: number;
-  /** KV-cache tokens that fit next to the weights; negative: the weights alone do not fit. */
+  /** The CUDA backend's KV pool in tokens; negative: weights and step buffers alone overflow the budget by that many tokens' bytes. */
   kvCacheTokens: number;
   /** 960 + 80-token conversations whose KV cache fits at once (0 when none). */
   conversations: number;
@@ -65,7 +58,7 @@ export interface ValidationReport {
   numParameters?: number;
   weightBytes?: number;
   kvBytesPerToken?: number;
-  /** KV-cache tokens that fit next to the weights; negative: the weights alone do not fit. */
+  /** The CUDA backend's KV pool in tokens for these weights (int8 for an int8 folder, else fp16); negative: they do not fit. */
   kvCacheTokens?: number;
   gpuBytes: number;
   memoryFraction: number;
@@ -385,9 +378,11 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
     return r;
   }
   let c: ModelConfig;
+  let addon: NativeAddon;
   try {
     const { loadAddon } = await import('../engine/native');
-    c = loadAddon().readConfig(dir);
+    addon = loadAddon();
+    c = addon.readConfig(dir);
   } catch (e) {
     r.errors.push((e as Error).message);
     return r;
@@ -407,8 +402,6 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
   if (int8LmHead && !expected.has('lm_head.weight')) expected.set('lm_head.weight', [c.vocabSize, c.hiddenSize]);
   const dtypes = new Set<string>();
   let params = 0, bytes = 0;
-  // For the A10G report: elements and rows of the (int8 or quantizable) linear weights, other elements.
-  let linearElems = 0, linearRows = 0, otherElems = 0;
   const used = new Set<string>();
   const mismatches: Mismatch[] = [];
   for (const [name, shape] of expected) {
@@ -443,7 +436,6 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
     const n = t.info.shape.reduce((a, b) => a * b, 1);
     params += n;
     bytes += t.info.end - t.info.begin;
-    if (quantized || (!int8 && isLinearWeight(name))) { linearElems += n; linearRows += t.info.shape[0] ?? 0; } else otherElems += n;
   }
   const cause = mismatches.length > 1 ? rootCause(c, tensors) : undefined;
   if (cause) {
@@ -462,11 +454,16 @@ export async function validateModel(dir: string, opts: ValidateOptions = {}): Pr
   r.dtype = (int8 ? ['I8', ...dtypes] : [...dtypes]).join('+').toLowerCase() || undefined;
   r.numParameters = params;
   r.weightBytes = bytes;
-  r.kvBytesPerToken = 2 * c.numLayers * c.numKvHeads * c.headDim * 2;
-  r.kvCacheTokens = kvTokens(r, bytes);
-  const int8Bytes = int8WeightBytes(linearElems + otherElems, linearElems, linearRows);
-  const budget = (weightBytes: number) => gpuMemory(weightBytes, r.kvBytesPerToken!, r.gpuBytes, r.memoryFraction);
-  r.a10g = int8 ? { int8: budget(int8Bytes) } : { fp16: budget(2 * params), int8: budget(int8Bytes) };
+  const plan = (asInt8: boolean) => gpuMemory(addon, dir, { int8: asInt8, int8LmHead: asInt8 && int8LmHead }, r.gpuBytes, r.memoryFraction);
+  try {
+    const int8Way = plan(true);
+    r.a10g = int8 ? { int8: int8Way } : { fp16: plan(false), int8: int8Way };
+  } catch (e) {
+    r.errors.push((e as Error).message);
+    return r;
+  }
+  r.kvBytesPerToken = addon.planGpuMemory({ modelDir: dir }).kvBytesPerToken;
+  r.kvCacheTokens = (r.a10g.fp16 ?? r.a10g.int8).kvCacheTokens;
   if (r.kvCacheTokens < c.maxPositionEmbeddings) {
     r.warnings.push(`on a ${(r.gpuBytes / 2 ** 30).toFixed(1)} GiB GPU at fraction ${r.memoryFraction}, the KV cache ` +
       `holds ${Math.max(0, r.kvCacheTokens)} tokens, less than one ${c.maxPositionEmbeddings}-token context` +
@@ -503,20 +500,12 @@ function checkValues(tensors: Map<string, Located>, used: Set<string>, r: Valida
   }
 }
 
-function kvTokens(r: ValidationReport, weightBytes: number): number {
-  return gpuMemory(weightBytes, r.kvBytesPerToken!, r.gpuBytes, r.memoryFraction).kvCacheTokens;
-}
-
-/** The GPU budget for weights of weightBytes (the formula at the top of this file). */
-export function gpuMemory(weightBytes: number, kvBytesPerToken: number, gpuBytes = A10G_BYTES,
-                          memoryFraction = DEFAULT_MEMORY_FRACTION): GpuMemory {
-  const kvCacheTokens = Math.floor((memoryFraction * gpuBytes - weightBytes - OVERHEAD_BYTES) / kvBytesPerToken);
-  return { weightBytes, kvCacheTokens, conversations: Math.max(0, Math.floor(kvCacheTokens / CONVERSATION_TOKENS)) };
-}
-
-/** GPU bytes of int8 weights: linear elements at 1 byte + a 4-byte scale per row; the rest fp16. */
-export function int8WeightBytes(numParameters: number, linearElements: number, linearRows: number): number {
-  return linearElements + 4 * linearRows + 2 * (numParameters - linearElements);
+/** The CUDA backend's KV pool for the model of `dir` on a card of gpuBytes (the native plan). */
+export function gpuMemory(addon: NativeAddon, dir: string, weights: { int8: boolean; int8LmHead?: boolean },
+                          gpuBytes = A10G_BYTES, memoryFraction = DEFAULT_MEMORY_FRACTION): GpuMemory {
+  const p = addon.planGpuMemory({ modelDir: dir }, { ...weights, totalBytes: gpuBytes, gpuMemoryFraction: memoryFraction });
+  const kvCacheTokens = p.kvBytes < 0 ? Math.floor(p.kvBytes / p.kvBytesPerToken) : p.kvTokens;
+  return { weightBytes: p.weightBytes, kvCacheTokens, conversations: Math.max(0, Math.floor(kvCacheTokens / CONVERSATION_TOKENS)) };
 }
 
 /** A short human summary of a report (one line per fact, then every problem). */
@@ -526,15 +515,15 @@ export function formatReport(r: ValidationReport): string {
   if (r.architecture) lines.push(`  architecture   ${r.architecture}, ${r.dtype ?? '?'}, ${(r.numParameters ?? 0).toLocaleString('en-US')} parameters`);
   if (r.weightBytes !== undefined) lines.push(`  weights        ${gb(r.weightBytes)}`);
   if (r.kvBytesPerToken !== undefined) {
-    lines.push(`  kv cache       ${r.kvBytesPerToken.toLocaleString('en-US')} bytes/token (fp16); ` +
-      `${Math.max(0, r.kvCacheTokens ?? 0).toLocaleString('en-US')} tokens fit on an A10G (${gb(r.gpuBytes)} x ${r.memoryFraction} - weights - 1 GiB)`);
+    lines.push(`  kv cache       ${r.kvBytesPerToken.toLocaleString('en-US')} bytes/token (fp16); the pool the CUDA backend sizes ` +
+      `on ${r.gpuBytes === A10G_BYTES ? 'an A10G' : `a ${gb(r.gpuBytes)} GPU`}: ${gb(r.gpuBytes)} x ${r.memoryFraction} - weights - step buffers - CUDA context`);
   }
   for (const [way, m] of Object.entries(r.a10g ?? {})) {
     if (!m) continue;
     const fits = m.kvCacheTokens > 0
       ? `${m.kvCacheTokens.toLocaleString('en-US')} KV tokens, ${m.conversations.toLocaleString('en-US')} conversations of 960+80 tokens`
       : 'does not fit';
-    lines.push(`  A10G ${way.padEnd(9)} weights ${gb(m.weightBytes)}: ${fits}`);
+    lines.push(`  ${r.gpuBytes === A10G_BYTES ? 'A10G' : 'GPU '} ${way.padEnd(9)} weights ${gb(m.weightBytes)}: ${fits}`);
   }
   if (r.tokenizerVocab !== undefined) lines.push(`  tokenizer      ${r.tokenizerVocab} tokens`);
   if (r.chatTemplate) lines.push(`  chat template  ${r.chatTemplate}`);

@@ -50,6 +50,6 @@ test('cdk synth with no context: the default preset, the image staged, cdk-nag c
 test('cdk synth refuses 13B in fp16 on one A10G, saying why: the sentence alone, exit 1, no stack trace', async () => {
   const r = await cdkSynth(path.join(tmp, 'refused'), 'preset=llama-2-13b-chat', 'quantization=none', 'modelS3Uri=s3://acme-models/llama-2-13b-chat/');
   expect(r.code).toBe(1);
-  expect(r.output).toMatch(/^gyre: llama-2-13b-chat in fp16 needs 26\.0 GB of weights.*cannot be served on one A10G/);
+  expect(r.output).toMatch(/^gyre: llama-2-13b-chat \(llama-2-13b\) in fp16 needs 26\.0 GB of weights.*cannot be served on one A10G/);
   expect(r.output).not.toMatch(/^\s+at |throw new Error|^Error:/m);
 }, 180_000);

@@ -16,8 +16,13 @@ describe('synth-time refusals', () => {
 
   test('13B in fp16 on one A10G', () => {
     expect(refused({ preset: 'llama-2-13b-chat', quantization: 'none' }))
-      .toThrow(/llama-2-13b-chat in fp16 needs 26\.0 GB of weights; one A10G has 24\.0 GB.*cannot be served on one A10G\. Use 8-bit weights/);
-    expect(refused({ preset: 'byo', parameters: '13e9' })).toThrow(/fp16 needs 26\.0 GB/);
+      .toThrow(/llama-2-13b-chat \(llama-2-13b\) in fp16 needs 26\.0 GB of weights; one A10G has 24\.1 GB, Gyre's budget is 21\.7 GB.*the KV cache has nothing.*cannot be served on one A10G\. Use 8-bit weights/);
+    expect(refused({ preset: 'byo', shape: 'llama-2-13b' })).toThrow(/fp16 needs 26\.0 GB/);
+    expect(refused({ preset: 'byo', shape: 'llama-2-13b', quantization: 'int8' })).not.toThrow();
+    expect(refused({ preset: 'byo', shape: 'llama-3-8b' })).toThrow(/context shape must be one of tiny, 100m, llama-2-7b, llama-2-13b, mistral-7b, got 'llama-3-8b'/);
+    expect(refused({ preset: 'byo', parameters: '13e9' })).toThrow(/context parameters is no longer read: give the model's shape instead, -c shape=/);
+    // A context longer than the pool holds: 7B fp16 leaves ~13k KV tokens.
+    expect(refused({ preset: 'llama-2-7b-chat', maxModelLen: '65536' })).toThrow(/less than one 65536-token context/);
     expect(refused({ preset: 'llama-2-13b-chat' })).not.toThrow();  // int8: 13 GB
   });
 
@@ -94,7 +99,7 @@ test('blue/green deployment with auto-rollback; none; autoscaling and alarms can
 
 test('grantInvoke: both invoke actions, on this endpoint only', () => {
   const stack = new Stack(new App(), 'S', { env: { account: '111122223333', region: 'us-east-1' } });
-  const llm = new LlmEndpoint(stack, 'Llm', { modelS3Uri: URI, parameters: 7e9, image: { uri: ECR_IMAGE }, endpointName: 'chat' });
+  const llm = new LlmEndpoint(stack, 'Llm', { modelS3Uri: URI, shape: 'llama-2-7b', image: { uri: ECR_IMAGE }, endpointName: 'chat' });
   const caller = new iam.Role(stack, 'Caller', { assumedBy: new iam.AccountRootPrincipal() });
   llm.grantInvoke(caller);
   const t = Template.fromStack(stack);

@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { buildProgram } from '../../src/cli/main';
 import { ChatTemplate } from '../../src/engine/chat_template';
 import { Tokenizer } from '../../src/engine/tokenizer';
-import { hfConfig, makeModel, resolveShape, SHAPE_NAMES, tensorPlan } from '../../src/model/make_model';
+import { hfConfig, makeModel, resolveShape, shapeNames, tensorPlan } from '../../src/model/make_model';
 import { convertF32, SafetensorsFile } from '../../src/model/safetensors';
 
 let tmp: string;
@@ -49,7 +50,12 @@ describe('shapes', () => {
   test('--layers overrides the layer count; bad values are refused', () => {
     expect(resolveShape('llama-2-13b', 3).layers).toBe(3);
     expect(() => resolveShape('tiny', 0)).toThrow(/layers/);
-    expect(SHAPE_NAMES).toEqual(['tiny', '100m', 'llama-2-7b', 'llama-2-13b', 'mistral-7b']);
+    expect(shapeNames()).toEqual(['tiny', '100m', 'llama-2-7b', 'llama-2-13b', 'mistral-7b']);
+  });
+
+  test("the CLI's --shape choices (listed without loading the addon) are the native table's names", () => {
+    const shape = buildProgram().commands.find((c) => c.name() === 'make-model')!.options.find((o) => o.long === '--shape')!;
+    expect(shape.argChoices).toEqual(shapeNames());
   });
 });
 

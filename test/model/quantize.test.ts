@@ -113,10 +113,12 @@ describe('gyre quantize', () => {
 
     const report = await validateModel(q8);
     expect(report).toMatchObject({ ok: true, quantization: 'int8', dtype: 'i8+f16', weightBytes: outBytes });
-    // An int8 folder is reported as int8 only, and its stored bytes are what the GPU holds.
+    // An int8 folder is reported as int8 only, as the float folder's int8 way (the GPU holds
+    // norms in f32, so a little more than the files).
     expect(report.a10g?.fp16).toBeUndefined();
-    expect(report.a10g?.int8.weightBytes).toBe(outBytes);
-    expect((await validateModel(f16)).a10g?.int8.weightBytes).toBe(outBytes);
+    expect(report.a10g?.int8.weightBytes).toBe((await validateModel(f16)).a10g?.int8.weightBytes);
+    expect(report.a10g?.int8.weightBytes).toBeGreaterThanOrEqual(outBytes);
+    expect(report.a10g?.int8.weightBytes).toBeLessThan(outBytes + 64 * 1024);
   });
 
   test('the values: per-row absmax scales, q = round(w / scale), |w - q * scale| <= scale / 2', () => {

@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/cli/main';
 import { readSafetensors, type Tensor, type TensorSpec, writeSafetensors } from '../../src/model/safetensors';
-import { A10G_BYTES, gpuMemory, int8WeightBytes, validateModel } from '../../src/model/validate';
+import { loadAddon } from '../../src/engine/native';
+import { A10G_BYTES, validateModel } from '../../src/model/validate';
 import { captureOutput } from './s3_helpers';
 
 const DEMO = path.resolve(__dirname, '..', '..', 'models', 'demo');
@@ -51,7 +52,9 @@ function editConfig(dir: string, over: Record<string, unknown>): void {
   fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...over }));
 }
 
-test('the demo model is valid; memory and KV budget follow the stated formula', async () => {
+const addon = () => loadAddon();
+
+test('the demo model is valid; its KV figure is the pool the CUDA backend sizes, worked out by hand', async () => {
   const r = await validateModel(DEMO);
   expect(r.errors).toEqual([]);
   expect(r).toMatchObject({ ok: true, architecture: 'LlamaForCausalLM', dtype: 'f16', tokenizerVocab: 32000 });
@@ -61,55 +64,63 @@ test('the demo model is valid; memory and KV budget follow the stated formula', 
   expect(r.numParameters).toBe(params);
   expect(r.weightBytes).toBe(params * 2);
   expect(r.kvBytesPerToken).toBe(2 * 2 * 2 * 16 * 2);   // K+V, layers, kv heads, head dim, fp16
-  expect(r.kvCacheTokens).toBe(Math.floor((0.9 * A10G_BYTES - params * 2 - 2 ** 30) / 256));
+  // The CUDA backend: fp16 weights (norms f32, each group 256-byte aligned), step buffers for 256
+  // sequences and 2048 tokens, a 512 MiB context, a 256 MiB margin, in 16-token blocks.
+  const weights = 32000 * 64 * 2 + 256 + 2 * (128 * 64 * 2 + 64 * 64 * 2 + 352 * 64 * 2 + 64 * 176 * 2 + 2 * 256);
+  const activations = 2048 * (4 * (2 * 64 + 128 + 2 * 176) + 2 * (64 + 2 * 64 + 176));
+  const logits = 256 * (2 * 64 + 4 * 32000);
+  const workspace = 4 * 256 * 4 * 4 * (16 + 2);   // 4 heads, 4 splits of 512 keys for 2048
+  const kvBytes = Math.floor(0.9 * A10G_BYTES) - weights - (activations + logits + workspace) - 2 ** 29 - 2 ** 28;
+  const tokens = Math.floor(kvBytes / (256 * 16)) * 16;
+  expect(r.kvCacheTokens).toBe(tokens);
+  expect(r.a10g?.fp16).toEqual({ weightBytes: weights, kvCacheTokens: tokens, conversations: Math.floor(tokens / 1040) });
+  // ... and what the native plan (the backend's own arithmetic) says, both ways.
+  const plan = addon().planGpuMemory({ modelDir: DEMO });
+  expect(plan).toMatchObject({ weightBytes: weights, stepBytes: activations + logits + workspace, kvTokens: tokens });
+  expect(r.a10g?.int8.kvCacheTokens).toBe(addon().planGpuMemory({ modelDir: DEMO }, { int8: true }).kvTokens);
 });
 
-test('Llama-2-7B-sized weights leave about 13.7k KV tokens on an A10G', async () => {
-  const { SHAPES } = await import('../../src/model/make_model');
-  const s = SHAPES['llama-2-7b'];
-  const weights = 2 * (2 * s.vocab * s.hidden + s.hidden + s.layers * (4 * s.hidden ** 2 + 3 * s.hidden * s.intermediate + 2 * s.hidden));
-  const perToken = 2 * s.layers * s.kvHeads * (s.hidden / s.heads) * 2;
-  expect(Math.floor((0.9 * A10G_BYTES - weights - 2 ** 30) / perToken)).toBe(13697);
+test('validate prints one KV figure per way of holding the weights, the native plan\'s', async () => {
+  const io = captureOutput();
+  expect(await main(['node', 'gyre', 'validate', '--model', DEMO])).toBe(0);
+  const out = io.stdout();
+  const fp16 = addon().planGpuMemory({ modelDir: DEMO }).kvTokens, int8 = addon().planGpuMemory({ modelDir: DEMO }, { int8: true }).kvTokens;
+  expect(out).toContain(`A10G fp16      weights 0.00 GB: ${fp16.toLocaleString('en-US')} KV tokens, ` +
+    `${Math.floor(fp16 / 1040).toLocaleString('en-US')} conversations of 960+80 tokens`);
+  expect(out).toContain(`A10G int8      weights 0.00 GB: ${int8.toLocaleString('en-US')} KV tokens`);
+  expect(out.match(/KV tokens/g)).toHaveLength(2);
+});
+
+describe('the A10G budget of the published shapes (the native plan)', () => {
+  test('Llama-2-7B in fp16 leaves room for several full contexts', () => {
+    const p = addon().planGpuMemory({ shape: 'llama-2-7b' });
+    expect(p.weightBytes).toBeGreaterThan(13.47e9);
+    expect(p.weightBytes).toBeLessThan(13.49e9);
+    expect(p.kvBytesPerToken).toBe(2 * 32 * 32 * 128 * 2);
+    expect(p.kvTokens).toBeGreaterThan(3 * 4096);
+    expect(p.kvTokens % 16).toBe(0);
+  });
+
+  test('Llama-2-13B: 26.0 GB in fp16 does not fit; int8 is 13.35 GB and fits', () => {
+    const fp16 = addon().planGpuMemory({ shape: 'llama-2-13b' });
+    expect(fp16.weightBytes).toBeGreaterThan(26.03e9);
+    expect(fp16.kvBytes).toBeLessThan(0);
+    expect(fp16.kvTokens).toBe(0);
+    const int8 = addon().planGpuMemory({ shape: 'llama-2-13b' }, { int8: true });
+    // linear weights 12,687,769,600 + scales 8,519,680 + embedding and LM head 655,360,000 + f32 norms 1,658,880
+    expect(int8.weightBytes).toBeGreaterThanOrEqual(12_687_769_600 + 8_519_680 + 655_360_000 + 1_658_880);
+    expect(int8.weightBytes).toBeLessThan(13.354e9);
+    expect(int8.kvTokens).toBeGreaterThan(4096);
+  });
+
+  test('bad plan options are named', () => {
+    expect(() => addon().planGpuMemory({ shape: 'llama-3-8b' })).toThrow("unknown shape 'llama-3-8b' (known: tiny, 100m, llama-2-7b, llama-2-13b, mistral-7b)");
+    expect(() => addon().planGpuMemory({ shape: 'tiny', modelDir: DEMO })).toThrow('exactly one of shape');
+    expect(() => addon().planGpuMemory({ shape: 'tiny' }, { gpuMemoryFraction: 1.5 })).toThrow('GYRE_GPU_MEMORY_FRACTION');
+  });
 });
 
 describe('the A10G budget, fp16 and int8', () => {
-  // tiny (the demo): hidden 64, 2 layers, heads 4 (head dim 16), kv heads 2, intermediate 176, vocab 32000, tied.
-  const linearPerLayer = 64 * 64 + 32 * 64 + 32 * 64 + 64 * 64 + 3 * 176 * 64;   // q k v o, gate up down
-  const rowsPerLayer = 64 + 32 + 32 + 64 + 176 + 176 + 64;                      // their output rows
-  const params = 32000 * 64 + 64 + 2 * (linearPerLayer + 2 * 64);
-  const usable = 0.9 * 23_028 * 2 ** 20 - 2 ** 30;                               // fraction x A10G - 1 GiB
-
-  test('a float folder is reported both ways, with the figures computed by hand', async () => {
-    const r = await validateModel(DEMO);
-    expect(r.quantization).toBe('none');
-    const fp16 = 2 * params;
-    const int8 = 2 * linearPerLayer + 4 * 2 * rowsPerLayer + 2 * (32000 * 64 + 64 + 2 * 2 * 64);
-    expect(int8).toBe(4_193_664);   // 2 * 46,080 linear bytes + 4 * 1,216 scale bytes + 4,096,640 embedding and norm bytes
-    const kv = (w: number) => Math.floor((usable - w) / 256);
-    expect(r.a10g).toEqual({
-      fp16: { weightBytes: fp16, kvCacheTokens: kv(fp16), conversations: Math.floor(kv(fp16) / 1040) },
-      int8: { weightBytes: int8, kvCacheTokens: kv(int8), conversations: Math.floor(kv(int8) / 1040) },
-    });
-    const io = captureOutput();
-    expect(await main(['node', 'gyre', 'validate', '--model', DEMO])).toBe(0);
-    expect(io.stdout()).toContain(`A10G int8      weights 0.00 GB: ${kv(int8).toLocaleString('en-US')} KV tokens, ` +
-      `${Math.floor(kv(int8) / 1040).toLocaleString('en-US')} conversations of 960+80 tokens`);
-  });
-
-  test('Llama-2-13B: 26.0 GB in fp16 does not fit; int8 is 13.35 GB and leaves 8,918 KV tokens (8 conversations)', () => {
-    // hidden 5120, intermediate 13824, 40 layers, 40 heads = 40 KV heads of 128, vocab 32000, untied.
-    const linear = 40 * (4 * 5120 * 5120 + 3 * 5120 * 13824);        // 12,687,769,600
-    const rows = 40 * (4 * 5120 + 2 * 13824 + 5120);                   // 2,129,920 scales
-    const other = 2 * 32000 * 5120 + 40 * 2 * 5120 + 5120;             // embedding, LM head, norms: 328,094,720
-    expect(linear + other).toBe(13_015_864_320);
-    expect(int8WeightBytes(linear + other, linear, rows)).toBe(12_687_769_600 + 8_519_680 + 656_189_440);
-    const perToken = 2 * 40 * 40 * 128 * 2;                             // 819,200 bytes of fp16 K and V
-    expect(gpuMemory(2 * (linear + other), perToken)).toEqual({ weightBytes: 26_031_728_640, kvCacheTokens: -6560, conversations: 0 });
-    // (0.9 * 23,028 MiB - 26,031,728,640 - 1 GiB) / 819,200 = -6559.5: the weights alone overflow the budget.
-    // (21,731,947,315.2 - 13,352,478,720 - 1,073,741,824) / 819,200 = 8918.1
-    expect(gpuMemory(13_352_478_720, perToken)).toEqual({ weightBytes: 13_352_478_720, kvCacheTokens: 8918, conversations: 8 });
-  });
-
   test('the int8 layout is checked: I8 without quantization_config, a missing scale, a float weight in an int8 folder', async () => {
     const name = 'model.layers.0.self_attn.q_proj.weight';
     const dir = copy();
@@ -226,5 +237,5 @@ test('gyre validate prints the report and exits 1 on errors', async () => {
   expect(io.stdout()).toMatch(/field 'num_key_value_heads' 3 does not divide num_attention_heads 4/);
   const ok = captureOutput();
   expect(await main(['node', 'gyre', 'validate', '--model', DEMO])).toBe(0);
-  expect(ok.stdout()).toMatch(/OK\n {2}architecture {3}LlamaForCausalLM, f16, 2,[\d,]+ parameters[\s\S]*tokens fit on an A10G/);
+  expect(ok.stdout()).toMatch(/OK\n {2}architecture {3}LlamaForCausalLM, f16, 2,[\d,]+ parameters[\s\S]*the pool the CUDA backend sizes on an A10G/);
 });

@@ -7,6 +7,10 @@
 //          + logits rows for max_num_seqs sequences (prompt-logits steps run in chunks of these)
 //          + decode split-K workspace for max_num_seqs tokens, splits for min(max_model_len, window) keys
 //   kv     = budget - (weights + step + CUDA context: what the device already holds) - margin
+//
+// plan_gpu_memory() runs the same arithmetic before there is a device (validate, the CDK stack's
+// fit check, the bench): weights as the CUDA backend uploads them, the engine's default step, and
+// kCudaContextBytes for what the device holds before the model.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,6 +26,9 @@ constexpr double kDefaultGpuMemoryFraction = 0.9;
 constexpr int64_t kA10gBudgetBytes = static_cast<int64_t>(kA10gTotalBytes * kDefaultGpuMemoryFraction);
 // Left free inside the budget for what is allocated later (cuBLASLt workspace, pinned staging).
 constexpr int64_t kGpuMarginBytes = 256LL << 20;
+// What the device holds before the model: CUDA context, cuBLASLt workspace, sampler buffers.
+// An estimate (the backend reads the real figure from cudaMemGetInfo).
+constexpr int64_t kCudaContextBytes = 512LL << 20;
 // Decode split-K: keys per split.
 constexpr int kDecodeSplitTokens = 512;
 
@@ -34,6 +41,8 @@ struct MemoryBudget {
   int64_t total = 0, free = 0, budget = 0, margin = 0, kv_bytes = 0;
   double fraction = kDefaultGpuMemoryFraction;
   std::string describe() const;
+  // KV blocks of `bytes_per_block` in kv_bytes (0 if none): the CUDA backend's pool size.
+  int64_t kv_blocks(int64_t bytes_per_block) const;
 };
 
 // Throws gyre::Error naming the setting (GYRE_GPU_MEMORY_FRACTION / _BUDGET) when out of range.
@@ -66,6 +75,33 @@ StepBuffers step_buffers(const ModelConfig& c, int elem, const StepPlan& plan);
 int64_t activation_bytes_per_token(const ModelConfig& c, int elem);
 int64_t logits_bytes_per_row(const ModelConfig& c, int elem);
 int64_t decode_workspace_bytes(const ModelConfig& c, int tokens, int splits);
+
+// K and V of one token in every layer (elem: bytes of the KV dtype).
+int64_t kv_bytes_per_token(const ModelConfig& c, int elem = 2);
+
+// Weight bytes on the GPU as the CUDA backend uploads them (cuda_weights.cc): linear weights and
+// the embedding in the activation dtype (elem bytes), or int8 linear weights with a float32 scale
+// per output row; norms float32; the LM head shares the embedding when tied, else its own
+// (int8 with int8_lm_head); every tensor group 256-byte aligned.
+int64_t gpu_weight_bytes(const ModelConfig& c, bool int8, bool int8_lm_head = false, int elem = 2);
+
+struct GpuPlanOptions {
+  int64_t total = kA10gTotalBytes;       // what the card reports
+  GpuMemoryOptions memory;               // fraction, absolute budget
+  StepPlan step;                         // the engine's defaults
+  int64_t context = kCudaContextBytes;   // held before the model
+  int block_size = 16;
+  bool int8 = false, int8_lm_head = false;
+};
+struct GpuPlan {
+  int64_t weights = 0, context = 0, budget = 0, margin = 0;
+  StepBuffers step;
+  int64_t kv_bytes = 0;           // what the budget leaves for the pool; negative: the rest does not fit
+  int64_t kv_bytes_per_token = 0;
+  int64_t kv_blocks = 0, kv_tokens = 0;  // the pool the backend would allocate
+};
+// The KV pool a model gets on a card, as the CUDA backend sizes it. Throws on bad options.
+GpuPlan plan_gpu_memory(const ModelConfig& c, const GpuPlanOptions& o = GpuPlanOptions{});
 
 // The KV pool on a device of `total` bytes that already holds `used` bytes (weights, step
 // buffers, CUDA context): blocks of `bytes_per_block` that fit the budget (0 if none).

@@ -1,9 +1,21 @@
-"""Model shapes of the peer: the same as gyre_bench's and make-model's, by name."""
+"""Model shapes of the peer, by name: the native shape table (gyre/shapes.h), exported by the
+gyre_shapes tool into native/scripts/shapes.json."""
+import json
+import os
 
-SHAPES = {  # src/model/make_model.ts SHAPES; gyre_bench's shape_config
-    "llama-2-7b": dict(arch="llama", hidden=4096, layers=32, heads=32, kv_heads=32, intermediate=11008, max_pos=4096),
-    "llama-2-13b": dict(arch="llama", hidden=5120, layers=40, heads=40, kv_heads=40, intermediate=13824, max_pos=4096),
-    "mistral-7b": dict(arch="mistral", hidden=4096, layers=32, heads=32, kv_heads=8, intermediate=14336,
-                       max_pos=32768, sliding_window=4096),
-}
+_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shapes.json")
+
+
+def _peer_shape(c):
+    s = dict(arch="mistral" if c["architecture"] == "MistralForCausalLM" else "llama", hidden=c["hidden_size"],
+             layers=c["num_hidden_layers"], heads=c["num_attention_heads"], kv_heads=c["num_key_value_heads"],
+             intermediate=c["intermediate_size"], max_pos=c["max_position_embeddings"])
+    if c.get("sliding_window"):
+        s["sliding_window"] = c["sliding_window"]
+    return s
+
+
+with open(_JSON) as _f:
+    SHAPES = {name: _peer_shape(c) for name, c in json.load(_f).items()
+              if name in ("llama-2-7b", "llama-2-13b", "mistral-7b")}
 VOCAB = 32000

@@ -64,7 +64,7 @@ CudaBackend::~CudaBackend() {
 
 int64_t CudaBackend::kv_bytes_per_block() const {
   const ModelConfig& c = w_->config;
-  return 2LL * c.num_layers * block_size_ * c.num_kv_heads * c.head_dim * static_cast<int64_t>(dtype_size(dt_));
+  return kv_bytes_per_token(c, static_cast<int>(dtype_size(dt_))) * block_size_;
 }
 
 int CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
@@ -76,7 +76,7 @@ int CudaBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   reserve_step(spec.step);  // before the budget is read: the largest step never allocates
   const MemoryBudget budget = read_memory_budget(spec.gpu_memory);
   const int64_t per_block = kv_bytes_per_block();
-  const int64_t fit = std::max<int64_t>(0, budget.kv_bytes) / per_block;
+  const int64_t fit = budget.kv_blocks(per_block);  // as plan_gpu_memory() counts it
   int64_t blocks = fit;
   if (spec.num_blocks > 0) blocks = spec.num_blocks;
   else if (spec.max_tokens > 0) blocks = (spec.max_tokens + block_size_ - 1) / block_size_;

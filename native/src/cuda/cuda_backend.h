@@ -57,6 +57,7 @@ class CudaBackend : public Backend {
   int64_t num_graph_replays() const { return graphs_.num_replays(); }
   // Bytes of the step buffers (activations, logits rows, decode workspace) held now.
   int64_t step_buffer_bytes() const;
+  int64_t weight_bytes() const { return static_cast<int64_t>(weights_.bytes()); }
 
  private:
   struct Layer {

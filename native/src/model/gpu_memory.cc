@@ -80,9 +80,47 @@ StepBuffers step_buffers(const ModelConfig& c, int elem, const StepPlan& plan) {
   return b;
 }
 
+int64_t MemoryBudget::kv_blocks(int64_t bytes_per_block) const {
+  return bytes_per_block > 0 ? std::max<int64_t>(0, kv_bytes) / bytes_per_block : 0;
+}
+
 int64_t kv_blocks_that_fit(int64_t total, int64_t used, int64_t bytes_per_block, const GpuMemoryOptions& options) {
-  const MemoryBudget m = memory_budget(total, total - used, options);
-  return bytes_per_block > 0 ? std::max<int64_t>(0, m.kv_bytes) / bytes_per_block : 0;
+  return memory_budget(total, total - used, options).kv_blocks(bytes_per_block);
+}
+
+int64_t kv_bytes_per_token(const ModelConfig& c, int elem) {
+  return 2LL * c.num_layers * c.num_kv_heads * c.head_dim * elem;
+}
+
+int64_t gpu_weight_bytes(const ModelConfig& c, bool int8, bool int8_lm_head, int elem) {
+  auto align = [](int64_t n) { return (n + 255) / 256 * 256; };
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t QO = int64_t(c.num_heads) * c.head_dim, KVO = int64_t(c.num_kv_heads) * c.head_dim;
+  // A stacked group of matrices with `rows` output rows of `cols` inputs (+ its scales when int8).
+  auto linear = [&](int64_t rows, int64_t cols, bool q) {
+    return q ? align(rows * cols) + align(rows * 4) : align(rows * cols * elem);
+  };
+  int64_t layer = linear(QO + 2 * KVO, H, int8) + linear(H, QO, int8) + linear(2 * I, H, int8) + linear(H, I, int8);
+  layer += 2 * align(H * 4);  // input and post-attention norms
+  int64_t total = c.num_layers * layer + align(V * H * elem) + align(H * 4);  // + embedding, final norm
+  const bool lm_int8 = int8 && int8_lm_head;
+  if (lm_int8 || !c.tie_word_embeddings) total += linear(V, H, lm_int8);
+  return total;
+}
+
+GpuPlan plan_gpu_memory(const ModelConfig& c, const GpuPlanOptions& o) {
+  GpuPlan p;
+  p.weights = gpu_weight_bytes(c, o.int8, o.int8_lm_head);
+  p.step = step_buffers(c, 2, o.step);
+  p.context = o.context;
+  const MemoryBudget m = memory_budget(o.total, o.total - (p.weights + p.step.total() + p.context), o.memory);
+  p.budget = m.budget;
+  p.margin = m.margin;
+  p.kv_bytes = m.kv_bytes;
+  p.kv_bytes_per_token = kv_bytes_per_token(c);
+  p.kv_blocks = m.kv_blocks(p.kv_bytes_per_token * std::max(1, o.block_size));
+  p.kv_tokens = p.kv_blocks * std::max(1, o.block_size);
+  return p;
 }
 
 }  // namespace gyre

@@ -1,4 +1,4 @@
-// The Node addon: loadEngine, readConfig, quantizeInt8, setSendBuffer and the NativeEngine class
+// The Node addon: loadEngine, readConfig, quantizeInt8, shapeNames, shapeConfig, planGpuMemory, setSendBuffer and the NativeEngine class
 // (src/engine/native.ts).
 #include <napi.h>
 #include <sys/socket.h>
@@ -7,6 +7,8 @@
 #include "convert.h"
 #include "engine_wrap.h"
 #include "gyre/config.h"
+#include "gyre/gpu_memory.h"
+#include "gyre/shapes.h"
 #include "gyre/weights.h"
 #include "load_worker.h"
 
@@ -71,6 +73,37 @@ Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value ShapeNames(const Napi::CallbackInfo& info) {
+  const std::vector<std::string> names = gyre::shape_names();
+  Napi::Array out = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) out.Set(uint32_t(i), names[i]);
+  return out;
+}
+
+Napi::Value ShapeConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "shapeConfig: name must be a string");
+  try {
+    return from_config(env, gyre::shape_config(info[0].As<Napi::String>().Utf8Value()));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// planGpuMemory(model, options): the KV pool the CUDA backend sizes for a model on a card.
+Napi::Value PlanGpuMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const gyre::ModelConfig c = to_plan_config(info[0]);
+    const gyre::GpuPlanOptions o = to_gpu_plan_options(info[1]);
+    return from_gpu_plan(env, gyre::plan_gpu_memory(c, o), o);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 // setSendBuffer(fd, bytes): SO_SNDBUF on a connected socket (Node has no API for it on TCP).
 // A fixed size turns off the kernel's autotuning, which lets a loopback socket that nobody
 // reads hold ~4 MB. Returns false when the call failed.
@@ -93,6 +126,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadEngine", Napi::Function::New(env, LoadEngine, "loadEngine"));
   exports.Set("readConfig", Napi::Function::New(env, ReadConfig, "readConfig"));
   exports.Set("quantizeInt8", Napi::Function::New(env, QuantizeInt8, "quantizeInt8"));
+  exports.Set("shapeNames", Napi::Function::New(env, ShapeNames, "shapeNames"));
+  exports.Set("shapeConfig", Napi::Function::New(env, ShapeConfig, "shapeConfig"));
+  exports.Set("planGpuMemory", Napi::Function::New(env, PlanGpuMemory, "planGpuMemory"));
   exports.Set("setSendBuffer", Napi::Function::New(env, SetSendBuffer, "setSendBuffer"));
   return exports;
 }

@@ -3,6 +3,9 @@
 #include <cmath>
 #include <string>
 
+#include "gyre/config.h"
+#include "gyre/shapes.h"
+
 namespace gyre_node {
 namespace {
 
@@ -157,6 +160,59 @@ const char* dtype_string(gyre::DType dtype) {
     case gyre::DType::kI32: return "i32";
   }
   return "unknown";
+}
+
+gyre::ModelConfig to_plan_config(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  Napi::Object o = as_object(value, "planGpuMemory: model");
+  const Napi::Value shape = o.Get("shape"), dir = o.Get("modelDir");
+  if (shape.IsString() == dir.IsString())
+    throw Napi::TypeError::New(env, "planGpuMemory: give exactly one of shape (a shape name) and modelDir (a folder)");
+  gyre::ModelConfig c = shape.IsString() ? gyre::shape_config(shape.As<Napi::String>().Utf8Value())
+                                         : gyre::load_config(dir.As<Napi::String>().Utf8Value());
+  int64_t i;
+  if (get_int(o, "planGpuMemory", "layers", 1, gyre::kMaxLayers, &i)) c.num_layers = int(i);
+  return c;
+}
+
+gyre::GpuPlanOptions to_gpu_plan_options(const Napi::Value& value) {
+  Napi::Object o = as_object(value, "planGpuMemory: options");
+  gyre::GpuPlanOptions p;
+  int64_t i;
+  double d;
+  const char* s = "planGpuMemory";
+  const double kIntMax = 2147483647.0;
+  if (get_int(o, s, "totalBytes", 1, kMaxSafeInteger, &i)) p.total = i;
+  if (get_number(o, s, "gpuMemoryFraction", &d)) p.memory.fraction = d;  // range: memory_budget() names it
+  if (get_int(o, s, "gpuMemoryBudget", 0, kMaxSafeInteger, &i)) p.memory.budget = i;
+  if (get_int(o, s, "contextBytes", 0, kMaxSafeInteger, &i)) p.context = i;
+  if (get_int(o, s, "maxNumSeqs", 1, kIntMax, &i)) p.step.max_num_seqs = int(i);
+  if (get_int(o, s, "maxNumBatchedTokens", 1, kIntMax, &i)) p.step.max_num_batched_tokens = int(i);
+  if (get_int(o, s, "maxModelLen", 0, kIntMax, &i)) p.step.max_model_len = int(i);
+  if (get_int(o, s, "blockSize", 1, 1 << 16, &i)) p.block_size = int(i);
+  get_bool(o, s, "int8", &p.int8);
+  get_bool(o, s, "int8LmHead", &p.int8_lm_head);
+  return p;
+}
+
+Napi::Object from_gpu_plan(Napi::Env env, const gyre::GpuPlan& p, const gyre::GpuPlanOptions& options) {
+  Napi::Object o = Napi::Object::New(env);
+  auto set = [&](const char* key, int64_t v) { o.Set(key, double(v)); };
+  set("totalBytes", options.total);
+  set("budgetBytes", p.budget);
+  set("weightBytes", p.weights);
+  set("stepBytes", p.step.total());
+  set("activationBytes", p.step.activations);
+  set("logitsBytes", p.step.logits);
+  set("workspaceBytes", p.step.workspace);
+  set("contextBytes", p.context);
+  set("marginBytes", p.margin);
+  set("kvBytes", p.kv_bytes);
+  set("kvBytesPerToken", p.kv_bytes_per_token);
+  set("blockSize", options.block_size);
+  set("kvBlocks", p.kv_blocks);
+  set("kvTokens", p.kv_tokens);
+  return o;
 }
 
 Napi::Object from_config(Napi::Env env, const gyre::ModelConfig& c) {
