@@ -2,6 +2,7 @@
 
 #include "gyre/gpu_memory.h"
 #include "gyre/shapes.h"
+#include "synthetic/virtual_model.h"
 
 namespace gyre_bench {
 
