@@ -2,7 +2,7 @@
 // SamplingParams; here those are checked against the context and completed, one engine request per
 // choice. Fields a request leaves out take the model's generation_config.json defaults; max tokens
 // default to DEFAULT_MAX_NEW_TOKENS.
-import type { GenerationRequest, Grammar, SamplingParams } from '../engine/engine';
+import type { GenerationRequest, SamplingParams } from '../engine/engine';
 import type { ApiStyle } from './errors';
 import { validationError } from './errors';
 import type { ServedModel } from './model';

@@ -69,8 +69,15 @@ export class Engine {
     const router: { target?: Engine } = {};
     // The tokenizer's EOS ids (tokenizer_config.json, generation_config.json) end sequences as
     // config.json's do, and are reported as 'eos'.
-    const eos = tokenizer?.eosTokenIds.filter((id) => !opts.eosTokenIds?.includes(id)) ?? [];
-    const options = eos.length ? { ...opts, eosTokenIds: [...(opts.eosTokenIds ?? []), ...eos] } : opts;
+    let options = opts;
+    if (tokenizer) {
+      const vocab = addon.readConfig(dir).vocabSize;
+      const bad = tokenizer.eosTokenIds.find((id) => id >= vocab);
+      if (bad !== undefined) {
+        throw new Error(`${dir}: the tokenizer's EOS token id ${bad} (tokenizer_config.json eos_token or generation_config.json eos_token_id) is outside the model's vocabulary [0, ${vocab})`);
+      }
+      options = { ...opts, eosTokenIds: [...(opts.eosTokenIds ?? []), ...tokenizer.eosTokenIds] };
+    }
     const native = await addon.loadEngine(dir, options, (outputs) => router.target?.onStep(outputs));
     return new Engine(dir, native, tokenizer, router);
   }

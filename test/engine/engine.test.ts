@@ -313,4 +313,20 @@ describe('text (tiny model with a tokenizer)', () => {
       fs.rmSync(other, { recursive: true, force: true });
     }
   });
+
+  test('a tokenizer EOS outside the model\'s vocabulary is refused at load, by name', async () => {
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-engine-eos-'));
+    try {
+      for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(other, f));
+      const tok = JSON.parse(fs.readFileSync(path.join(other, 'tokenizer.json'), 'utf8'));
+      tok.added_tokens.push({ id: 32000, content: '<eot>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+      fs.writeFileSync(path.join(other, 'tokenizer.json'), JSON.stringify(tok));
+      const cfg = JSON.parse(fs.readFileSync(path.join(other, 'tokenizer_config.json'), 'utf8'));
+      fs.writeFileSync(path.join(other, 'tokenizer_config.json'), JSON.stringify({ ...cfg, eos_token: '<eot>' }));
+      await expect(Engine.load(other, { backend: 'cpu' }))
+        .rejects.toThrow(/the tokenizer's EOS token id 32000 \(tokenizer_config\.json eos_token or generation_config\.json eos_token_id\) is outside the model's vocabulary \[0, 32000\)/);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
 });
