@@ -59,8 +59,8 @@ async function runLevel(engine: Engine, n: number, grammar: Grammar | undefined,
   let tokens = 0;
   await Promise.all(Array.from({ length: n }, async (_, i) => {
     const stream = engine.generate({
-      prompt: `Request ${level}-${i}: list the items as JSON.`, maxTokens: OUTPUT_TOKENS, temperature: 0,
-      ignoreEos: grammar === undefined, grammar,
+      prompt: `Request ${level}-${i}: list the items as JSON.`, grammar,
+      params: { maxTokens: OUTPUT_TOKENS, temperature: 0, ignoreEos: grammar === undefined },
     });
     for await (const chunk of stream) {
       tokens += chunk.tokenIds.length;

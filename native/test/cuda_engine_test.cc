@@ -132,7 +132,6 @@ TEST(engine_on_cuda_seeded_sampling_does_not_depend_on_the_load) {
       r.params.top_p = 0.95f;
       r.params.repetition_penalty = 1.1f;
       r.params.seed = 7 + k;
-      r.params.has_seed = true;
       r.params.ignore_eos = true;
       r.params.max_tokens = k == 0 ? 16 : 4 + 3 * k;  // the others finish at different steps
       r.params.logprobs = 2;

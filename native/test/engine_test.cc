@@ -27,6 +27,7 @@ struct Result {
   std::vector<float> prompt_logprobs;
   bool has_prompt_logprobs = false;
   FinishReason finish = FinishReason::kNone;
+  int32_t stop_token = -1;
   int num_cached_tokens = 0;
 };
 
@@ -49,6 +50,7 @@ class Collector {
         num_tokens_ += static_cast<int>(o.tokens.size());
         if (o.finish != FinishReason::kNone) {
           r.finish = o.finish;
+          r.stop_token = o.stop_token;
           r.num_cached_tokens = o.num_cached_tokens;
           r.prompt_logits = std::move(o.prompt_logits);
           r.prompt_logprobs = std::move(o.prompt_logprobs);
@@ -114,7 +116,6 @@ Request mixed_request(uint64_t id, std::vector<int32_t> prompt) {
     r.params.top_p = 0.95f;
     r.params.top_k = 40;
     r.params.seed = 1000 + id;
-    r.params.has_seed = true;
   }
   return r;
 }
@@ -179,7 +180,6 @@ Request constrained_request(uint64_t id, std::vector<int32_t> prompt) {
   Request r = greedy_request(id, std::move(prompt), 12);
   r.params.temperature = 1.0f;
   r.params.seed = 77;
-  r.params.has_seed = true;
   r.params.constrained = true;
   return r;
 }
@@ -432,12 +432,14 @@ TEST(stop_tokens_logprobs_and_validation) {
   const auto& g3 = ref[3].greedy;
   const size_t eos_at = std::find(g3.begin(), g3.end(), 2) - g3.begin();
   CHECK((c.get(0).tokens == std::vector<int32_t>(g3.begin(), g3.begin() + eos_at + 1)));
-  CHECK(c.get(0).finish == FinishReason::kStop);
+  CHECK(c.get(0).finish == FinishReason::kEos);
+  CHECK_EQ(c.get(0).stop_token, 2);
   const Result s = c.get(1);
   const auto& g1 = ref[1].greedy;
   const size_t stop_at = std::find(g1.begin(), g1.end(), g1[5]) - g1.begin();
   CHECK_EQ(s.tokens.size(), stop_at + 1);
-  CHECK(s.finish == FinishReason::kStop);
+  CHECK(s.finish == FinishReason::kStopToken);
+  CHECK_EQ(s.stop_token, g1[5]);
   CHECK_EQ(s.logprobs.size(), s.tokens.size());
   CHECK_EQ(s.top[0].size(), 2u);
   CHECK_EQ(s.top[0][0].token, s.tokens[0]);  // greedy picks the most likely
@@ -465,7 +467,48 @@ TEST(stop_tokens_logprobs_and_validation) {
   CHECK_THROWS_WITH(engine.submit(greedy_request(5, {1, 320})), "outside the vocabulary");
   CHECK_THROWS_WITH(engine.submit(greedy_request(5, std::vector<int32_t>(500, 3), 24)), "exceeds max_model_len 512");
   CHECK_THROWS_WITH(engine.submit(greedy_request(5, std::vector<int32_t>(513, 3))), "prompt of 513 tokens");
-  CHECK_EQ(std::string(finish_reason_name(FinishReason::kStop)), "stop");
+  CHECK_EQ(std::string(finish_reason_name(FinishReason::kEos)), "eos");
+  CHECK_EQ(std::string(finish_reason_name(FinishReason::kStopToken)), "stop_token");
+}
+
+// Each way a sequence ends is reported as itself: EOS (the config's, or one given in the options),
+// a stop token id, max_tokens.
+TEST(finish_reasons) {
+  const std::string name = "mistral-gqa-swa";
+  std::vector<Prompt> ref = load_prompts(name);
+  const auto& g1 = ref[1].greedy;
+  const int32_t extra_eos = g1[3];
+  CHECK(std::find(g1.begin(), g1.begin() + 4, 2) == g1.begin() + 4);  // config.json's EOS comes later, if at all
+  const size_t extra_at = std::find(g1.begin(), g1.end(), extra_eos) - g1.begin();
+  EngineOptions options = cpu_options();
+  options.eos_token_ids = {extra_eos, 2};
+  Collector c;
+  Engine engine(model(name), options, c.callback());
+
+  Request eos = greedy_request(0, ref[1].ids);
+  eos.params.ignore_eos = false;
+  Request ignored = greedy_request(1, ref[1].ids, 8);  // ignore_eos: the extra EOS does not end it
+  Request stop = greedy_request(2, ref[1].ids);        // an EOS id as a stop token, with ignore_eos
+  stop.params.stop_token_ids = {extra_eos};
+  Request both = greedy_request(3, ref[1].ids);        // EOS and stop token at once: EOS
+  both.params.ignore_eos = false;
+  both.params.stop_token_ids = {extra_eos};
+  for (const Request& r : {eos, ignored, stop, both}) engine.submit(r);
+  c.wait_finished(4);
+  CHECK(c.get(0).finish == FinishReason::kEos);
+  CHECK_EQ(c.get(0).stop_token, extra_eos);
+  CHECK_EQ(c.get(0).tokens.size(), extra_at + 1);
+  CHECK(c.get(1).finish == FinishReason::kLength);
+  CHECK_EQ(c.get(1).stop_token, -1);
+  CHECK((c.get(1).tokens == std::vector<int32_t>(g1.begin(), g1.begin() + 8)));
+  CHECK(c.get(2).finish == FinishReason::kStopToken);
+  CHECK_EQ(c.get(2).stop_token, extra_eos);
+  CHECK_EQ(c.get(2).tokens.size(), extra_at + 1);
+  CHECK(c.get(3).finish == FinishReason::kEos);
+
+  EngineOptions bad = cpu_options();
+  bad.eos_token_ids = {320};
+  CHECK_THROWS_WITH(Engine(model(name), bad, c.callback()), "EOS token id 320 is outside the vocabulary [0, 320)");
 }
 
 GYRE_TEST_MAIN

@@ -12,7 +12,6 @@ export class Choice {
   readonly top: NativeTopLogprob[][] = [];
   text = '';
   finishReason?: FinishReason;
-  stopString?: string;
   error?: string;
   usage?: Usage;
   promptLogits?: Float32Array;
@@ -38,7 +37,6 @@ export class Choice {
     this.text += c.text;
     if (c.finishReason) {
       this.finishReason = c.finishReason;
-      this.stopString = c.stopString;
       this.error = c.error;
       this.usage = c.usage;
       if (c.promptLogits) this.promptLogits = c.promptLogits;

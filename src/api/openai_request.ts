@@ -1,11 +1,11 @@
 // OpenAI chat and completions bodies: checked, prompts rendered (chat template) or tokenized, and
-// mapped onto the engine's sampler, one engine request per choice.
+// mapped onto the engine's SamplingParams, one engine request per choice.
 import { ChatTemplateError } from '../engine/chat_template';
-import type { ChatMessage } from '../engine/engine';
+import type { ChatMessage, SamplingParams } from '../engine/engine';
 import { validationError } from './errors';
 import type { ServedModel } from './model';
 import { type ChatBody, type CompletionBody, chatSchema, completionSchema } from './openai_schema';
-import { type Plan, type Sampling, checkPromptChars, checkPromptIds, planRequests } from './sampling';
+import { type Plan, checkPromptChars, checkPromptIds, given, planRequests } from './sampling';
 import { compileGrammar, openAiGrammar } from './structured_output';
 import { parseBody, unknownFields } from './validate';
 
@@ -31,18 +31,14 @@ export function parseCompletion(body: unknown): OpenAiRequest {
   return { kind: 'completion', body: b, stream: b.stream ?? false, n, unknown: unknownFields(body, Object.keys(completionSchema.shape)) };
 }
 
-function openAiSampling(b: ChatBody | CompletionBody, logprobs: number | undefined): Sampling {
-  const s: Sampling = {};
-  const copy: [keyof Sampling, unknown][] = [
-    ['maxTokens', b.max_completion_tokens ?? b.max_tokens], ['temperature', b.temperature], ['topP', b.top_p],
-    ['minP', b.min_p], ['presencePenalty', b.presence_penalty], ['frequencyPenalty', b.frequency_penalty],
-    ['repetitionPenalty', b.repetition_penalty], ['seed', b.seed], ['stopTokenIds', b.stop_token_ids],
-    ['ignoreEos', b.ignore_eos], ['logprobs', logprobs],
-  ];
-  for (const [k, v] of copy) if (v != null) (s as Record<string, unknown>)[k] = v;
-  if (b.top_k != null) s.topK = Math.max(0, b.top_k);   // -1 (vLLM) and 0 both mean off
-  if (b.stop != null) s.stop = typeof b.stop === 'string' ? [b.stop] : b.stop;
-  return s;
+function openAiParams(b: ChatBody | CompletionBody, logprobs: number | undefined): SamplingParams {
+  return given<SamplingParams>({
+    maxTokens: b.max_completion_tokens ?? b.max_tokens, temperature: b.temperature, topP: b.top_p,
+    topK: b.top_k == null ? undefined : Math.max(0, b.top_k),   // -1 (vLLM) and 0 both mean off
+    minP: b.min_p, presencePenalty: b.presence_penalty, frequencyPenalty: b.frequency_penalty,
+    repetitionPenalty: b.repetition_penalty, seed: b.seed, stopTokenIds: b.stop_token_ids, ignoreEos: b.ignore_eos,
+    logprobs,
+  });
 }
 
 function requireTokenizer(model: ServedModel, what: string, param: string): void {
@@ -99,8 +95,8 @@ export async function planOpenAi(req: OpenAiRequest, model: ServedModel): Promis
     ? (req.body.logprobs ? (req.body.top_logprobs ?? 0) : undefined)
     : (req.body.logprobs ?? undefined);
   const prompts = await promptIds(req, model);
-  const sampling = openAiSampling(req.body, logprobs);
   const grammar = await compileGrammar(model, openAiGrammar(req.body));   // after the cheaper checks
-  if (grammar) sampling.grammar = grammar;
-  return planRequests(model, prompts, req.n, sampling, 'openai');
+  const b = req.body;
+  const stop = b.stop == null ? undefined : typeof b.stop === 'string' ? [b.stop] : b.stop;
+  return planRequests(model, prompts, req.n, openAiParams(b, logprobs), { stop, grammar }, 'openai');
 }

@@ -5,11 +5,10 @@ import type { GenerationChunk } from '../engine/engine';
 import type { NativeTopLogprob } from '../engine/native';
 import type { Choice } from './choice';
 import { type ApiError, errorBody } from './errors';
+import { openAiFinishReason } from './finish_reason';
 import { type ResponseFormat, sse } from './format';
 import type { ServedModel } from './model';
 import type { OpenAiRequest } from './openai_request';
-
-const FINISH: Record<string, string> = { stop: 'stop', length: 'length', abort: 'abort', error: 'error' };
 
 export class OpenAiFormat implements ResponseFormat {
   private readonly id: string;
@@ -85,7 +84,7 @@ export class OpenAiFormat implements ResponseFormat {
   }
 
   private finish(c: Choice): string | null {
-    return c.finishReason ? FINISH[c.finishReason] : null;
+    return c.finishReason ? openAiFinishReason(c.finishReason) : null;
   }
 
   private echo(c: Choice): string {

@@ -1,28 +1,20 @@
-// Both vocabularies (TGI parameters, OpenAI fields) normalized to one Sampling, then checked
-// against the context and turned into engine requests, one per choice. Fields a request leaves out
-// take the model's generation_config.json defaults; max tokens default to DEFAULT_MAX_NEW_TOKENS.
-import type { GenerationRequest, Grammar } from '../engine/engine';
+// Both vocabularies (TGI parameters, OpenAI fields) are mapped, each once, onto the engine's own
+// SamplingParams; here those are checked against the context and completed, one engine request per
+// choice. Fields a request leaves out take the model's generation_config.json defaults; max tokens
+// default to DEFAULT_MAX_NEW_TOKENS.
+import type { GenerationRequest, SamplingParams } from '../engine/engine';
 import type { ApiStyle } from './errors';
 import { validationError } from './errors';
 import type { ServedModel } from './model';
 
-export interface Sampling {
-  maxTokens?: number;
-  greedy?: boolean;          // TGI do_sample=false without warpers; OpenAI temperature=0
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  minP?: number;
-  repetitionPenalty?: number;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
-  seed?: number;
-  stop?: string[];
-  stopTokenIds?: number[];
-  ignoreEos?: boolean;
-  logprobs?: number;         // 0: chosen token's; k: plus the top k
-  promptLogits?: boolean;
-  grammar?: Grammar;         // structured output
+/** What a request asks besides sampling: stop strings, prompt logits, a grammar. */
+export type RequestExtras = Pick<GenerationRequest, 'stop' | 'promptLogits' | 'grammar'>;
+
+/** o without its null and undefined fields (zod gives null for "not given"). */
+export function given<T extends object>(o: { [K in keyof T]: T[K] | null | undefined }): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v != null) out[k] = v;
+  return out as T;
 }
 
 /** How a style names things in its messages. */
@@ -89,42 +81,31 @@ export interface Plan {
 }
 
 /**
- * One engine request per (prompt, choice): choice c of prompt p has index p * n + c. Sampled
- * choices without a seed get a drawn one (reported back, so a result can be reproduced); choice c
- * uses seed + c so that n choices differ.
+ * One engine request per (prompt, choice): choice c of prompt p has index p * n + c. params.maxTokens
+ * is as asked; temperature 0 is greedy. Sampled choices without a seed get a drawn one (reported
+ * back, so a result can be reproduced); choice c uses seed + c so that n choices differ.
  */
-export function planRequests(model: ServedModel, prompts: number[][], n: number, s: Sampling,
-                             style: ApiStyle): Plan {
+export function planRequests(model: ServedModel, prompts: number[][], n: number, params: SamplingParams,
+                             extras: RequestExtras, style: ApiStyle): Plan {
   const d = model.defaults;
-  const temperature = s.greedy ? 0 : (s.temperature ?? d.temperature ?? 1);
-  const base: GenerationRequest = { temperature };
-  const set = <K extends keyof GenerationRequest>(k: K, v: GenerationRequest[K] | undefined) => {
-    if (v !== undefined) base[k] = v;
-  };
-  if (temperature > 0) {
-    set('topP', s.topP ?? d.topP);
-    set('topK', s.topK ?? d.topK);
-    set('minP', s.minP ?? d.minP);
-  }
-  set('repetitionPenalty', s.repetitionPenalty ?? d.repetitionPenalty);
-  set('presencePenalty', s.presencePenalty);
-  set('frequencyPenalty', s.frequencyPenalty);
-  set('stop', s.stop?.filter((x) => x.length > 0));
-  set('stopTokenIds', s.stopTokenIds);
-  set('ignoreEos', s.ignoreEos);
-  set('logprobs', s.logprobs);
-  set('promptLogits', s.promptLogits);
-  set('grammar', s.grammar);
+  const { maxTokens: asked, seed, topP, topK, minP, ...rest } = params;
+  const temperature = params.temperature ?? d.temperature ?? 1;
+  // The warpers apply only when sampling; the defaults fill what the request left out.
+  const base: SamplingParams = given<SamplingParams>({
+    ...rest, temperature, repetitionPenalty: params.repetitionPenalty ?? d.repetitionPenalty,
+    ...(temperature > 0 ? { topP: topP ?? d.topP, topK: topK ?? d.topK, minP: minP ?? d.minP } : {}),
+  });
+  const more = given<RequestExtras>({ ...extras, stop: extras.stop?.filter((x) => x.length > 0) });
   const plan: Plan = { requests: [], seeds: [], promptIds: [] };
-  const firstSeed = temperature > 0 ? (s.seed ?? Math.floor(Math.random() * 2 ** 32)) : null;
+  const firstSeed = temperature > 0 ? (seed ?? Math.floor(Math.random() * 2 ** 32)) : null;
   for (const ids of prompts) {
-    const maxTokens = resolveMaxTokens(model, ids.length, s.maxTokens, style);
+    const maxTokens = resolveMaxTokens(model, ids.length, asked, style);
     for (let c = 0; c < n; c++) {
-      const seed = firstSeed === null ? null : (firstSeed + c) % MAX_SEED;
-      const req: GenerationRequest = { ...base, promptIds: ids, maxTokens };
-      if (seed !== null) req.seed = seed;
-      plan.requests.push(req);
-      plan.seeds.push(seed);
+      const choiceSeed = firstSeed === null ? null : (firstSeed + c) % MAX_SEED;
+      const choiceParams: SamplingParams = { ...base, maxTokens };
+      if (choiceSeed !== null) choiceParams.seed = choiceSeed;
+      plan.requests.push({ ...more, promptIds: ids, params: choiceParams });
+      plan.seeds.push(choiceSeed);
       plan.promptIds.push(ids);
     }
   }

@@ -1,11 +1,12 @@
 // The TGI request body {"inputs": "...", "parameters": {...}, "stream": bool} (TGI's /generate,
-// /generate_stream and SageMaker's /invocations), checked and mapped onto the engine's sampler.
+// /generate_stream and SageMaker's /invocations), checked and mapped onto the engine's SamplingParams.
 // Ranges follow TGI's validation; min_p, presence_penalty, ignore_eos and stop_token_ids are
 // extensions. Null means "not given", as in TGI.
 import { z } from 'zod';
 import { validationError } from './errors';
 import type { ServedModel } from './model';
-import { type Plan, type Sampling, checkPromptChars, checkPromptIds, planRequests } from './sampling';
+import type { SamplingParams } from '../engine/engine';
+import { type Plan, checkPromptChars, checkPromptIds, given, planRequests } from './sampling';
 import { compileGrammar, tgiGrammar, tgiGrammarSchema } from './structured_output';
 import { parseBody, unknownFields } from './validate';
 
@@ -81,21 +82,16 @@ export function parseTgi(body: unknown, streamRoute?: boolean): TgiRequest {
 
 /** TGI samples when do_sample is set or any warper is given (even with do_sample false);
  *  otherwise it decodes greedily, unless generation_config.json says do_sample. */
-function tgiSampling(p: TgiParameters, model: ServedModel): Sampling {
+function tgiParams(p: TgiParameters, model: ServedModel): SamplingParams {
   const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
     || (p.typical_p != null && p.typical_p < 1) || (p.min_p != null && p.min_p > 0);
   const doSample = warpers || (p.do_sample ?? model.defaults.doSample ?? false);
-  const s: Sampling = { greedy: !doSample, logprobs: p.top_n_tokens ?? 0 };
-  const copy: [keyof Sampling, unknown][] = [
-    ['maxTokens', p.max_new_tokens], ['temperature', p.temperature], ['topK', p.top_k], ['topP', p.top_p],
-    ['minP', p.min_p], ['repetitionPenalty', p.repetition_penalty], ['frequencyPenalty', p.frequency_penalty],
-    ['presencePenalty', p.presence_penalty], ['seed', p.seed], ['stopTokenIds', p.stop_token_ids],
-    ['ignoreEos', p.ignore_eos],
-  ];
-  for (const [k, v] of copy) if (v != null) (s as Record<string, unknown>)[k] = v;
-  if (p.stop != null) s.stop = typeof p.stop === 'string' ? [p.stop] : p.stop;
-  if (p.decoder_input_details) s.promptLogits = true;
-  return s;
+  return given<SamplingParams>({
+    maxTokens: p.max_new_tokens, temperature: doSample ? p.temperature : 0, topK: p.top_k, topP: p.top_p,
+    minP: p.min_p, repetitionPenalty: p.repetition_penalty, frequencyPenalty: p.frequency_penalty,
+    presencePenalty: p.presence_penalty, seed: p.seed, stopTokenIds: p.stop_token_ids, ignoreEos: p.ignore_eos,
+    logprobs: p.top_n_tokens ?? 0,
+  });
 }
 
 /** Tokenizes inputs and plans the engine request (TGI has one choice). */
@@ -113,8 +109,8 @@ export async function planTgi(req: TgiRequest, model: ServedModel): Promise<Plan
   if (p.decoder_input_details && ids.length > MAX_DECODER_INPUT_TOKENS) {
     throw validationError(`decoder_input_details is limited to prompts of ${MAX_DECODER_INPUT_TOKENS} tokens; this one has ${ids.length}`, 'decoder_input_details');
   }
-  const sampling = tgiSampling(p, model);
   const grammar = await compileGrammar(model, tgiGrammar(p.grammar));
-  if (grammar) sampling.grammar = grammar;
-  return planRequests(model, [ids], 1, sampling, 'tgi');
+  const stop = p.stop == null ? undefined : typeof p.stop === 'string' ? [p.stop] : p.stop;
+  return planRequests(model, [ids], 1, tgiParams(p, model),
+    { stop, grammar, promptLogits: p.decoder_input_details || undefined }, 'tgi');
 }

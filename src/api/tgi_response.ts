@@ -5,6 +5,7 @@ import type { GenerationChunk } from '../engine/engine';
 import type { NativeTopLogprob } from '../engine/native';
 import type { Choice } from './choice';
 import { type ApiError, errorBody } from './errors';
+import { tgiFinishReason } from './finish_reason';
 import { type ResponseFormat, logSoftmaxAt, sse } from './format';
 import type { ServedModel } from './model';
 import type { TgiRequest } from './tgi_request';
@@ -95,13 +96,8 @@ export class TgiFormat implements ResponseFormat {
     return { finish_reason: this.finishReason(c), generated_tokens: c.completionTokens, seed: c.seed, input_length: c.promptTokens };
   }
 
-  /** TGI's three reasons: length, eos_token, stop_sequence. */
   private finishReason(c: Choice): string {
-    if (c.finishReason !== 'stop') return 'length';
-    if (c.stopString !== undefined) return 'stop_sequence';
-    const lastId = c.tokenIds[c.tokenIds.length - 1];
-    const eos = this.model.engine.config.eosTokenIds.includes(lastId) || (this.model.engine.tokenizer?.eosTokenIds.includes(lastId) ?? false);
-    return eos ? 'eos_token' : 'stop_sequence';
+    return tgiFinishReason(c.finishReason ?? 'length');
   }
 
   private token(id: number, text: string | undefined, logprob: number | undefined): TgiToken {

@@ -158,7 +158,7 @@ export class InProcessTarget implements Target {
 
   send(req: BenchRequest): Promise<Sample> {
     return measure(req, async (mark) => {
-      for await (const chunk of this.engine.generate({ prompt: req.prompt, maxTokens: req.outputTokens, ignoreEos: true, temperature: 0 })) {
+      for await (const chunk of this.engine.generate({ prompt: req.prompt, params: { maxTokens: req.outputTokens, ignoreEos: true, temperature: 0 } })) {
         mark(chunk.tokenIds.length);
         if (chunk.finishReason === 'error' || chunk.finishReason === 'abort') throw new Error(chunk.error ?? chunk.finishReason);
       }

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ChatTemplate, type ChatMessage, encodeChat } from './chat_template';
 import {
   loadAddon, type NativeEngine, type NativeEngineOptions, type NativeEngineStats, type NativeModelConfig,
-  type NativeQuantization, type NativeSamplingParams, type NativeSeqOutput,
+  type NativeQuantization, type NativeSeqOutput, type SamplingParams,
 } from './native';
 import { ConstrainedSequence, type Grammar, GrammarCompiler, type GrammarSpec } from './grammar';
 import { type GenerationChunk, RequestStream } from './request_stream';
@@ -14,15 +14,13 @@ import { IncrementalDecoder, Tokenizer } from './tokenizer';
 import { TokenizerPool } from './tokenizer_pool';
 
 export type { FinishReason, GenerationChunk, RequestStream, Usage } from './request_stream';
+export type { SamplingParams } from './native';
 export type { ChatMessage } from './chat_template';
 export type { Grammar, GrammarSpec } from './grammar';
 
 export type EngineOptions = NativeEngineOptions;
 
-/** The engine's sampling parameters, less maxTokens (a request field of its own). */
-export type SamplingOptions = Omit<NativeSamplingParams, 'maxTokens'>;
-
-export interface GenerationRequest extends SamplingOptions {
+export interface GenerationRequest {
   id?: number;                 // default: the next free id
   /** Exactly one of promptIds (used as given), prompt (BOS added unless addBos is false) or
    *  messages (rendered by the chat template). */
@@ -30,7 +28,8 @@ export interface GenerationRequest extends SamplingOptions {
   prompt?: string;
   messages?: ChatMessage[];
   addBos?: boolean;
-  maxTokens?: number;
+  /** Handed to the engine as they are (constrained follows grammar). */
+  params?: SamplingParams;
   stop?: string[];             // stop strings: the text is cut at the first match
   promptLogits?: boolean;      // the last chunk carries the logits of every prompt position
   /** The last chunk carries log p(prompt[i+1] | prompt[..i]) for every position (no prefix caching). */
@@ -38,11 +37,6 @@ export interface GenerationRequest extends SamplingOptions {
   /** Structured output: every token is drawn from those the grammar allows (engine.compileGrammar). */
   grammar?: Grammar;
 }
-
-const SAMPLING_KEYS = [
-  'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
-  'seed', 'ignoreEos', 'logprobs', 'maxTokens',
-] as const;
 
 export class Engine {
   readonly config: NativeModelConfig;
@@ -73,7 +67,18 @@ export class Engine {
     const tokenizer = fs.existsSync(path.join(dir, 'tokenizer.json')) ? Tokenizer.fromModelDir(dir) : undefined;
     // Outputs can only arrive after a submit, so the engine object exists by then.
     const router: { target?: Engine } = {};
-    const native = await addon.loadEngine(dir, opts, (outputs) => router.target?.onStep(outputs));
+    // The tokenizer's EOS ids (tokenizer_config.json, generation_config.json) end sequences as
+    // config.json's do, and are reported as 'eos'.
+    let options = opts;
+    if (tokenizer) {
+      const vocab = addon.readConfig(dir).vocabSize;
+      const bad = tokenizer.eosTokenIds.find((id) => id >= vocab);
+      if (bad !== undefined) {
+        throw new Error(`${dir}: the tokenizer's EOS token id ${bad} (tokenizer_config.json eos_token or generation_config.json eos_token_id) is outside the model's vocabulary [0, ${vocab})`);
+      }
+      options = { ...opts, eosTokenIds: [...(opts.eosTokenIds ?? []), ...tokenizer.eosTokenIds] };
+    }
+    const native = await addon.loadEngine(dir, options, (outputs) => router.target?.onStep(outputs));
     return new Engine(dir, native, tokenizer, router);
   }
 
@@ -126,21 +131,11 @@ export class Engine {
     const ids = this.promptIds(req);
     const id = req.id ?? this.allocateId();
     if (this.streams.has(id)) throw new Error(`request id ${id} is already in flight`);
-    const params: NativeSamplingParams = {};
-    for (const key of SAMPLING_KEYS) if (req[key] !== undefined) (params as Record<string, unknown>)[key] = req[key];
-    const stopIds = [...(req.stopTokenIds ?? [])];
-    // EOS ids the tokenizer knows (generation_config.json) beyond config.json's.
-    if (this.tokenizer && !req.ignoreEos) {
-      for (const eos of this.tokenizer.eosTokenIds) {
-        if (!this.config.eosTokenIds.includes(eos) && !stopIds.includes(eos)) stopIds.push(eos);
-      }
-    }
-    if (stopIds.length) params.stopTokenIds = stopIds;
+    const params: SamplingParams = { ...req.params, constrained: req.grammar !== undefined };
     const decoder = this.tokenizer
       ? new IncrementalDecoder(this.tokenizer, { promptIds: ids, skipSpecial: true })
       : undefined;
     const stream = new RequestStream(id, { decoder, stop: req.stop, abort: () => this.abort(id) });
-    if (req.grammar) params.constrained = true;
     if (req.promptLogprobs) this.native.submit(id, ids, params, req.promptLogits ?? false, true);
     else this.native.submit(id, ids, params, req.promptLogits ?? false);
     this.streams.set(id, stream);
@@ -161,7 +156,7 @@ export class Engine {
    *  XgrammarError with xgrammar's message for a grammar it cannot compile. */
   compileGrammar(spec: GrammarSpec): Promise<Grammar> {
     const tokenizer = this.requireTokenizer();
-    const stops = [...new Set([...this.config.eosTokenIds, ...tokenizer.eosTokenIds])];
+    const stops = [...new Set([...this.config.eosTokenIds, ...tokenizer.eosTokenIds])];   // the engine's EOS ids
     this.grammars ??= new GrammarCompiler(tokenizer, this.config.vocabSize, stops,
       (busy) => { if (!this.closing) this.native.setGrammarBusy(busy); });
     return this.grammars.compile(spec);
@@ -180,7 +175,7 @@ export class Engine {
   async logits(ids: number[]): Promise<Float32Array> {
     let logits: Float32Array | undefined;
     let failure: string | undefined;
-    for await (const chunk of this.generate({ promptIds: ids, maxTokens: 0, temperature: 0, promptLogits: true })) {
+    for await (const chunk of this.generate({ promptIds: ids, params: { maxTokens: 0, temperature: 0 }, promptLogits: true })) {
       if (chunk.promptLogits) logits = chunk.promptLogits;
       if (chunk.finishReason === 'error' || chunk.finishReason === 'abort') failure = chunk.error ?? chunk.finishReason;
     }
@@ -193,7 +188,7 @@ export class Engine {
   async promptLogprobs(ids: number[]): Promise<Float32Array> {
     let logprobs: Float32Array | undefined;
     let failure: string | undefined;
-    for await (const chunk of this.generate({ promptIds: ids, maxTokens: 0, temperature: 0, promptLogprobs: true })) {
+    for await (const chunk of this.generate({ promptIds: ids, params: { maxTokens: 0, temperature: 0 }, promptLogprobs: true })) {
       if (chunk.promptLogprobs) logprobs = chunk.promptLogprobs;
       if (chunk.finishReason === 'error' || chunk.finishReason === 'abort') failure = chunk.error ?? chunk.finishReason;
     }

@@ -2,7 +2,9 @@
 // here; text never does.
 import * as path from 'node:path';
 
-export type NativeFinishReason = 'stop' | 'length' | 'abort' | 'error';
+/** Why the engine ended a sequence: an EOS token (config.json's or EngineOptions.eosTokenIds), one of
+ *  the request's stopTokenIds, maxTokens or the context, an abort, or an error. */
+export type NativeFinishReason = 'eos' | 'stop_token' | 'length' | 'abort' | 'error';
 
 export interface NativeEngineOptions {
   backend?: 'auto' | 'cpu' | 'cuda';
@@ -23,22 +25,27 @@ export interface NativeEngineOptions {
   quantization?: NativeQuantization;
   /** With int8: the LM head too (default false: it stays in its float dtype). */
   quantizeLmHead?: boolean;
+  /** EOS ids besides config.json's (the tokenizer's, generation_config.json's): they end a
+   *  sequence as 'eos' too. */
+  eosTokenIds?: number[];
 }
 
 export type NativeQuantization = 'none' | 'int8';
 export const QUANTIZATIONS: readonly NativeQuantization[] = ['none', 'int8'];
 
-export interface NativeSamplingParams {
-  temperature?: number;        // 0: greedy
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repetitionPenalty?: number;
+/** gyre::SamplingParams (native/include/gyre/sampling.h) field for field: the one shape every API
+ *  maps its request onto, read by the addon as it is. An absent field takes the engine's default. */
+export interface SamplingParams {
+  temperature?: number;        // 0: greedy (default 1)
+  topK?: number;               // 0: off
+  topP?: number;               // 1: off
+  minP?: number;               // 0: off
+  repetitionPenalty?: number;  // 1: off
   presencePenalty?: number;
   frequencyPenalty?: number;
   seed?: number;               // integer in [0, 2^53); absent: drawn by the engine
-  maxTokens?: number;
-  stopTokenIds?: number[];
+  maxTokens?: number;          // new tokens (default 16)
+  stopTokenIds?: number[];     // besides EOS; reported as 'stop_token'
   ignoreEos?: boolean;
   logprobs?: number;           // -1/absent: none; 0: chosen token; n: plus top n
   /** Structured output: each token waits for its mask (setMask); EOS always stops. */
@@ -53,6 +60,8 @@ export interface NativeSeqOutput {
   logprobs?: number[];
   top?: NativeTopLogprob[][];
   finish: NativeFinishReason | null;
+  /** With 'eos' and 'stop_token': the token that ended the sequence (the last of tokens). */
+  stopTokenId?: number;
   error?: string;
   numPromptTokens: number;
   numCachedTokens: number;
@@ -104,7 +113,7 @@ export interface NativeEngineStats {
 export interface NativeEngine {
   /** Throws for an invalid request (empty prompt, id out of range, too long). promptLogprobs:
    *  the finishing output carries promptLogprobs; prefix caching does not apply to it. */
-  submit(id: number, prompt: number[] | Int32Array, params: NativeSamplingParams, promptLogits: boolean,
+  submit(id: number, prompt: number[] | Int32Array, params: SamplingParams, promptLogits: boolean,
          promptLogprobs?: boolean): void;
   abort(id: number): void;
   /** A constrained request's allowed tokens for output token number outputIndex: bit t % 32 of

@@ -3,7 +3,9 @@
 import type { NativeFinishReason, NativeSeqOutput, NativeTopLogprob } from './native';
 import type { IncrementalDecoder } from './tokenizer';
 
-export type FinishReason = NativeFinishReason;
+/** The engine's reasons, and 'stop_string': a stop string matched in the text (here, after
+ *  detokenization). A request cut at its deadline (truncate) ends with 'length'. */
+export type FinishReason = NativeFinishReason | 'stop_string';
 
 export interface Usage {
   promptTokens: number;
@@ -21,8 +23,10 @@ export interface GenerationChunk {
   finishReason?: FinishReason;
   error?: string;
   usage?: Usage;
-  /** The matched stop string, when finishReason is 'stop' because of one. */
+  /** With 'stop_string': the string that matched. */
   stopString?: string;
+  /** With 'eos' and 'stop_token': the token that ended the request. */
+  stopTokenId?: number;
   promptLogits?: Float32Array; // [promptTokens * vocab], when requested
   promptLogprobs?: Float32Array; // [promptTokens - 1], when requested
 }
@@ -69,7 +73,7 @@ export class RequestStream implements AsyncIterableIterator<GenerationChunk> {
       chunk.text = this.held.slice(0, match.index);
       this.held = '';
       if (!out.finish) this.opts.abort();
-      this.finish(chunk, out, 'stop', match.stop);
+      this.finish(chunk, out, 'stop_string', match.stop);
       return;
     }
     const emit = out.finish ? this.held.length : Math.max(0, this.held.length - this.holdBack);
@@ -125,6 +129,7 @@ export class RequestStream implements AsyncIterableIterator<GenerationChunk> {
   private finish(chunk: GenerationChunk, out: NativeSeqOutput, reason: FinishReason, stop?: string): void {
     chunk.finishReason = reason;
     if (stop !== undefined) chunk.stopString = stop;
+    else if (out.stopTokenId !== undefined) chunk.stopTokenId = out.stopTokenId;
     if (out.error) chunk.error = out.error;
     if (out.promptLogits) chunk.promptLogits = out.promptLogits;
     if (out.promptLogprobs) chunk.promptLogprobs = out.promptLogprobs;

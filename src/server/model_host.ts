@@ -39,7 +39,7 @@ export function engineOptions(cfg: ServeConfig): EngineOptions {
 async function warmUp(engine: Engine): Promise<void> {
   // Through the tokenizer workers (as requests go), which also starts them.
   const promptIds = engine.tokenizer ? await engine.encodePrompt({ prompt: 'Hello' }) : [engine.config.bosTokenId];
-  for await (const c of engine.generate({ promptIds, maxTokens: 2, temperature: 0, ignoreEos: true })) {
+  for await (const c of engine.generate({ promptIds, params: { maxTokens: 2, temperature: 0, ignoreEos: true } })) {
     if (c.finishReason === 'error' || c.finishReason === 'abort') throw new Error(`warm-up generation failed: ${c.error ?? c.finishReason}`);
   }
 }

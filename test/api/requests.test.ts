@@ -39,13 +39,13 @@ async function expectApiError(f: () => unknown, message: RegExp, param?: string)
 describe('TGI parameters', () => {
   test('no do_sample and no warpers: greedy, no seed; max_new_tokens default is capped by the context', async () => {
     const plan = await planTgi(parseTgi({ inputs: 'abcd' }), fakeModel());
-    expect(plan.requests).toEqual([{ temperature: 0, promptIds: [1, 100, 101, 102, 103], maxTokens: 95, logprobs: 0 }]);
+    expect(plan.requests).toEqual([{ promptIds: [1, 100, 101, 102, 103], params: { temperature: 0, maxTokens: 95, logprobs: 0 } }]);
     expect(plan.seeds).toEqual([null]);
   });
 
   test('a warper turns sampling on, even with do_sample false; the seed is kept', async () => {
     const plan = await planTgi(parseTgi({ inputs: 'a', parameters: { do_sample: false, top_k: 5, seed: 9, max_new_tokens: 3 } }), fakeModel());
-    expect(plan.requests[0]).toMatchObject({ temperature: 1, topK: 5, seed: 9, maxTokens: 3 });
+    expect(plan.requests[0].params).toMatchObject({ temperature: 1, topK: 5, seed: 9, maxTokens: 3 });
   });
 
   test('all the mapped fields', async () => {
@@ -59,10 +59,13 @@ describe('TGI parameters', () => {
     expect(req.stream).toBe(true);
     const r = (await planTgi(req, fakeModel())).requests[0];
     expect(r).toMatchObject({
-      temperature: 0.5, topP: 0.8, minP: 0.05, repetitionPenalty: 1.2, frequencyPenalty: 0.3, presencePenalty: -0.1,
-      stop: ['\n', 'END'], stopTokenIds: [7], ignoreEos: true, logprobs: 3, promptIds: [101, 102],
+      params: {
+        temperature: 0.5, topP: 0.8, minP: 0.05, repetitionPenalty: 1.2, frequencyPenalty: 0.3, presencePenalty: -0.1,
+        stopTokenIds: [7], ignoreEos: true, logprobs: 3,
+      },
+      stop: ['\n', 'END'], promptIds: [101, 102],
     });
-    expect(r.seed).toEqual(expect.any(Number));   // drawn, and reported back
+    expect(r.params!.seed).toEqual(expect.any(Number));   // drawn, and reported back
   });
 
   test('generation_config.json defaults fill what the request leaves out', async () => {
@@ -71,9 +74,9 @@ describe('TGI parameters', () => {
     const defaults = readModelDefaults(dir);
     expect(defaults).toEqual({ doSample: true, temperature: 0.6, topP: 0.9, maxNewTokens: 20 });
     const model = fakeModel({ defaults });
-    expect((await planTgi(parseTgi({ inputs: 'a' }), model)).requests[0]).toMatchObject({ temperature: 0.6, topP: 0.9, maxTokens: 20 });
-    expect((await planTgi(parseTgi({ inputs: 'a', parameters: { top_p: 0.5 } }), model)).requests[0]).toMatchObject({ temperature: 0.6, topP: 0.5 });
-    expect((await planOpenAi(parseChat({ messages: [{ role: 'user', content: 'a' }], temperature: 0 }), model)).requests[0]).toMatchObject({ temperature: 0, maxTokens: 20 });
+    expect((await planTgi(parseTgi({ inputs: 'a' }), model)).requests[0].params).toMatchObject({ temperature: 0.6, topP: 0.9, maxTokens: 20 });
+    expect((await planTgi(parseTgi({ inputs: 'a', parameters: { top_p: 0.5 } }), model)).requests[0].params).toMatchObject({ temperature: 0.6, topP: 0.5 });
+    expect((await planOpenAi(parseChat({ messages: [{ role: 'user', content: 'a' }], temperature: 0 }), model)).requests[0].params).toMatchObject({ temperature: 0, maxTokens: 20 });
     fs.rmSync(dir, { recursive: true });
   });
 
@@ -102,8 +105,8 @@ describe('OpenAI fields', () => {
       messages: [{ role: 'user', content: [{ type: 'text', text: 'ab' }] }], logprobs: true, top_logprobs: 2, n: 3, seed: 5,
       top_k: -1, stop: 'zz', max_completion_tokens: 4, unknown_thing: true,
     }), fakeModel());
-    expect(plan.requests.map((r) => r.seed)).toEqual([5, 6, 7]);
-    expect(plan.requests[0]).toMatchObject({ temperature: 1, logprobs: 2, topK: 0, stop: ['zz'], maxTokens: 4, promptIds: [1, 100, 101] });
+    expect(plan.requests.map((r) => r.params!.seed)).toEqual([5, 6, 7]);
+    expect(plan.requests[0]).toMatchObject({ params: { temperature: 1, logprobs: 2, topK: 0, maxTokens: 4 }, stop: ['zz'], promptIds: [1, 100, 101] });
   });
 
   test('completions: several prompts (text and ids), n', async () => {
@@ -157,15 +160,15 @@ describe('the default token limit', () => {
   test('every API shape gets DEFAULT_MAX_NEW_TOKENS (256) when neither the request nor generation_config.json sets one', async () => {
     const { DEFAULT_MAX_NEW_TOKENS } = (await import('../../src/api/sampling')) as unknown as { DEFAULT_MAX_NEW_TOKENS: number };
     expect(DEFAULT_MAX_NEW_TOKENS).toBe(256);
-    expect((await planTgi(parseTgi({ inputs: 'abcd' }), big())).requests[0].maxTokens).toBe(256);
-    expect((await planOpenAi(parseChat({ messages: [{ role: 'user', content: 'a' }] }), big())).requests[0].maxTokens).toBe(256);
-    expect((await planOpenAi(parseCompletion({ prompt: 'a' }), big())).requests[0].maxTokens).toBe(256);
+    expect((await planTgi(parseTgi({ inputs: 'abcd' }), big())).requests[0].params!.maxTokens).toBe(256);
+    expect((await planOpenAi(parseChat({ messages: [{ role: 'user', content: 'a' }] }), big())).requests[0].params!.maxTokens).toBe(256);
+    expect((await planOpenAi(parseCompletion({ prompt: 'a' }), big())).requests[0].params!.maxTokens).toBe(256);
   });
 
   test('generation_config.json and the request still win; a short context still caps it', async () => {
     const withConfig = fakeModel({ limits: { maxModelLen: 4096, maxInputTokens: 4000 }, defaults: { maxNewTokens: 1000 } });
-    expect((await planTgi(parseTgi({ inputs: 'a' }), withConfig)).requests[0].maxTokens).toBe(1000);
-    expect((await planTgi(parseTgi({ inputs: 'a', parameters: { max_new_tokens: 3000 } }), big())).requests[0].maxTokens).toBe(3000);
-    expect((await planTgi(parseTgi({ inputs: 'abcd' }), fakeModel())).requests[0].maxTokens).toBe(95);
+    expect((await planTgi(parseTgi({ inputs: 'a' }), withConfig)).requests[0].params!.maxTokens).toBe(1000);
+    expect((await planTgi(parseTgi({ inputs: 'a', parameters: { max_new_tokens: 3000 } }), big())).requests[0].params!.maxTokens).toBe(3000);
+    expect((await planTgi(parseTgi({ inputs: 'abcd' }), fakeModel())).requests[0].params!.maxTokens).toBe(95);
   });
 });

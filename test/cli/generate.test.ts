@@ -141,7 +141,7 @@ describe('single prompt', () => {
 
 test('parseLine accepts a string or list stop and maps the fields', () => {
   expect(parseLine('{"ids": [3], "stop": "x", "top_p": 0.9, "top_k": 5, "min_p": 0.1, "seed": 3}'))
-    .toEqual({ promptIds: [3], stop: ['x'], topP: 0.9, topK: 5, minP: 0.1, seed: 3 });
+    .toEqual({ promptIds: [3], stop: ['x'], params: { topP: 0.9, topK: 5, minP: 0.1, seed: 3 } });
   expect(parseLine('{"messages": [{"role": "user", "content": "a"}], "stop": ["a", "b"]}').stop).toEqual(['a', 'b']);
   expect(() => parseLine('[1]')).toThrow(/JSON object/);
 });

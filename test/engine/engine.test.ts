@@ -51,7 +51,7 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
-const greedy = (ids: number[], maxTokens = 24) => ({ promptIds: ids, temperature: 0, ignoreEos: true, maxTokens });
+const greedy = (ids: number[], maxTokens = 24) => ({ promptIds: ids, params: { temperature: 0, ignoreEos: true, maxTokens } });
 
 describe.each(MODELS)('reference model %s', (model) => {
   const prompts = refPrompts(model);
@@ -78,6 +78,37 @@ describe.each(MODELS)('reference model %s', (model) => {
       const logits = await engine.logits(p.ids);
       expect(maxAbsDiff(logits, p.logits)).toBeLessThanOrEqual(1e-4);
     }
+  });
+});
+
+describe('finish reasons (mistral-gqa-swa: prompt 3\'s greedy run reaches EOS)', () => {
+  const model = path.join(REF, 'mistral-gqa-swa');
+  const prompts = refPrompts('mistral-gqa-swa');
+  let engine: Engine;
+  beforeAll(async () => { engine = await Engine.load(model, { backend: 'cpu' }); });
+  afterAll(async () => { await engine?.close(); });
+
+  test('EOS, a stop token id and max tokens each end a request as themselves, with the token that did it', async () => {
+    const g3 = prompts[3].greedy;
+    const eosAt = g3.indexOf(2);
+    expect(eosAt).toBeGreaterThanOrEqual(0);
+    const eos = await collect(engine.generate({ promptIds: prompts[3].ids, params: { temperature: 0, maxTokens: 24 } }));
+    expect(eos.tokens).toEqual(g3.slice(0, eosAt + 1));
+    expect(eos.last).toMatchObject({ finishReason: 'eos', stopTokenId: 2 });
+
+    const g1 = prompts[1].greedy;
+    const stop = await collect(engine.generate({ promptIds: prompts[1].ids, params: { temperature: 0, ignoreEos: true, maxTokens: 24, stopTokenIds: [g1[5]] } }));
+    expect(stop.tokens).toEqual(g1.slice(0, g1.indexOf(g1[5]) + 1));
+    expect(stop.last).toMatchObject({ finishReason: 'stop_token', stopTokenId: g1[5] });
+
+    // EOS as a stop token id, with ignoreEos: the request's own stop token.
+    const asStop = await collect(engine.generate({ promptIds: prompts[3].ids, params: { temperature: 0, maxTokens: 24, ignoreEos: true, stopTokenIds: [2] } }));
+    expect(asStop.last).toMatchObject({ finishReason: 'stop_token', stopTokenId: 2 });
+
+    const length = await collect(engine.generate(greedy(prompts[3].ids)));
+    expect(length.tokens).toHaveLength(24);
+    expect(length.last.finishReason).toBe('length');
+    expect(length.last.stopTokenId).toBeUndefined();
   });
 });
 
@@ -108,7 +139,7 @@ describe('engine behaviour', () => {
     }, 5);
     const t0 = Date.now();
     await Promise.all(Array.from({ length: 8 }, (_, i) =>
-      collect(engine.generate({ promptIds: long, temperature: 1, seed: i, ignoreEos: true, maxTokens: 400 }))));
+      collect(engine.generate({ promptIds: long, params: { temperature: 1, seed: i, ignoreEos: true, maxTokens: 400 } }))));
     const duration = Date.now() - t0;
     clearInterval(timer);
     // A blocked loop would show one gap as long as the whole generation.
@@ -148,7 +179,7 @@ describe('engine behaviour', () => {
 
   test('logprobs and prompt logits come with the chunks', async () => {
     const chunks: GenerationChunk[] = [];
-    for await (const c of engine.generate({ ...greedy(long.slice(0, 9), 3), logprobs: 2, promptLogits: true })) chunks.push(c);
+    for await (const c of engine.generate({ promptIds: long.slice(0, 9), params: { temperature: 0, ignoreEos: true, maxTokens: 3, logprobs: 2 }, promptLogits: true })) chunks.push(c);
     const withTokens = chunks.filter((c) => c.tokenIds.length);
     expect(withTokens.length).toBeGreaterThan(0);
     for (const c of withTokens) {
@@ -183,7 +214,7 @@ describe('engine behaviour', () => {
   });
 
   test('a seed gives the same tokens', async () => {
-    const req = { promptIds: long.slice(0, 10), temperature: 1, seed: 7, ignoreEos: true, maxTokens: 16 };
+    const req = { promptIds: long.slice(0, 10), params: { temperature: 1, seed: 7, ignoreEos: true, maxTokens: 16 } };
     const [a, b] = await Promise.all([collect(engine.generate(req)), collect(engine.generate(req))]);
     expect(a.tokens).toEqual(b.tokens);
   });
@@ -235,7 +266,7 @@ describe('text (tiny model with a tokenizer)', () => {
   });
 
   test('streamed text is the decoded tokens', async () => {
-    const { tokens, text, last } = await collect(engine.generate({ prompt: 'Once upon a time', temperature: 0, ignoreEos: true, maxTokens: 20 }));
+    const { tokens, text, last } = await collect(engine.generate({ prompt: 'Once upon a time', params: { temperature: 0, ignoreEos: true, maxTokens: 20 } }));
     expect(tokens).toHaveLength(20);
     // The decoder keeps the first token's leading space (it decodes with the prompt as context).
     expect(text.replace(/^ /, '')).toBe(engine.tokenizer!.decode(tokens, { skipSpecial: true }).replace(/^ /, ''));
@@ -243,7 +274,7 @@ describe('text (tiny model with a tokenizer)', () => {
   });
 
   test('chat messages go through the chat template', async () => {
-    const { last } = await collect(engine.generate({ messages: [{ role: 'user', content: 'Hi' }], temperature: 0, maxTokens: 4 }));
+    const { last } = await collect(engine.generate({ messages: [{ role: 'user', content: 'Hi' }], params: { temperature: 0, maxTokens: 4 } }));
     const ids = engine.promptIds({ messages: [{ role: 'user', content: 'Hi' }] });
     expect(last.usage!.promptTokens).toBe(ids.length);
     expect(ids[0]).toBe(1);
@@ -251,13 +282,51 @@ describe('text (tiny model with a tokenizer)', () => {
   });
 
   test('a stop string cuts the text and ends the request', async () => {
-    const base = { prompt: 'Once upon a time', temperature: 0, ignoreEos: true, maxTokens: 40 };
+    const base = { prompt: 'Once upon a time', params: { temperature: 0, ignoreEos: true, maxTokens: 40 } };
     const full = (await collect(engine.generate(base))).text;
     const stop = full.slice(Math.floor(full.length / 2), Math.floor(full.length / 2) + 3);
     const { text, last } = await collect(engine.generate({ ...base, stop: [stop] }));
     expect(text).toBe(full.slice(0, full.indexOf(stop)));
-    expect(last.finishReason).toBe('stop');
+    expect(last.finishReason).toBe('stop_string');
     expect(last.stopString).toBe(stop);
     await waitFor(() => engine.numInFlight === 0);
+  });
+
+  test('an EOS id from generation_config.json (not config.json\'s) ends a request as eos', async () => {
+    const params = { temperature: 0, maxTokens: 12 };
+    const free = await collect(engine.generate({ prompt: 'Once upon a time', params }));
+    expect(free.last.finishReason).toBe('length');
+    const eos = free.tokens[4];
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-engine-eos-'));
+    for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(other, f));
+    fs.writeFileSync(path.join(other, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, eos] }));
+    const e = await Engine.load(other, { backend: 'cpu' });
+    try {
+      expect(e.config.eosTokenIds).toEqual([2]);
+      const { tokens, last } = await collect(e.generate({ prompt: 'Once upon a time', params }));
+      expect(tokens).toEqual(free.tokens.slice(0, free.tokens.indexOf(eos) + 1));
+      expect(last).toMatchObject({ finishReason: 'eos', stopTokenId: eos });
+      const ignored = await collect(e.generate({ prompt: 'Once upon a time', params: { ...params, ignoreEos: true } }));
+      expect(ignored.tokens).toEqual(free.tokens);
+    } finally {
+      await e.close();
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  test('a tokenizer EOS outside the model\'s vocabulary is refused at load, by name', async () => {
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), 'gyre-engine-eos-'));
+    try {
+      for (const f of fs.readdirSync(dir)) fs.copyFileSync(path.join(dir, f), path.join(other, f));
+      const tok = JSON.parse(fs.readFileSync(path.join(other, 'tokenizer.json'), 'utf8'));
+      tok.added_tokens.push({ id: 32000, content: '<eot>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+      fs.writeFileSync(path.join(other, 'tokenizer.json'), JSON.stringify(tok));
+      const cfg = JSON.parse(fs.readFileSync(path.join(other, 'tokenizer_config.json'), 'utf8'));
+      fs.writeFileSync(path.join(other, 'tokenizer_config.json'), JSON.stringify({ ...cfg, eos_token: '<eot>' }));
+      await expect(Engine.load(other, { backend: 'cpu' }))
+        .rejects.toThrow(/the tokenizer's EOS token id 32000 \(tokenizer_config\.json eos_token or generation_config\.json eos_token_id\) is outside the model's vocabulary \[0, 32000\)/);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
   });
 });

@@ -57,3 +57,14 @@ test('one log line per request with latency, TTFT, token counts and finish reaso
   expect(line.ttft_ms).toEqual(expect.any(Number));
   expect(line.ttft_ms as number).toBeLessThanOrEqual(line.latency_ms as number);
 });
+
+test('the log line names the reason itself: a stop token id is stop_token, where TGI says stop_sequence', async () => {
+  const base = await post(`${t.url}/generate`, { inputs: 'log me', parameters: { max_new_tokens: 4, details: true } });
+  const stopId: number = base.json.details.tokens[1].id;
+  const r = await post(`${t.url}/invocations`, { inputs: 'log me', parameters: { max_new_tokens: 4, stop_token_ids: [stopId], details: true } },
+    { 'X-Amzn-SageMaker-Inference-Id': 'log-2' });
+  expect(r.json[0].details.finish_reason).toBe('stop_sequence');
+  await waitFor(() => t.logs.some((l) => (l.sagemaker as Record<string, string> | undefined)?.['inference-id'] === 'log-2'), 2000, 'the log line');
+  const line = t.logs.find((l) => (l.sagemaker as Record<string, string> | undefined)?.['inference-id'] === 'log-2')!;
+  expect(line).toMatchObject({ finish_reason: 'stop_token' });
+});

@@ -93,8 +93,9 @@ test('TGI grammar regex on /generate, /generate_stream and /invocations; json on
   expect(events.at(-1).generated_text).toBe(texts[0]);
   expect(events.map((e) => e.token.text).join('')).toBe(texts[0]);
 
-  const inv = await post(`${t.url}/invocations`, { inputs: 'Code:', parameters: { grammar, max_new_tokens: 20, do_sample: true, seed: 0 } });
+  const inv = await post(`${t.url}/invocations`, { inputs: 'Code:', parameters: { grammar, max_new_tokens: 20, do_sample: true, seed: 0, details: true } });
   expect(inv.json[0].generated_text).toBe(texts[0]);
+  expect(inv.json[0].details.finish_reason).toBe('eos_token');   // the grammar ended it
   const json = await post(`${t.url}/invocations`, {
     inputs: 'A person:', parameters: { grammar: { type: 'json', value: person }, max_new_tokens: 200, do_sample: true, seed: 1 },
   });

@@ -86,6 +86,12 @@ test('return_full_text, stop sequences, and TGI finish reasons', async () => {
   expect(cut.json.generated_text).toBe(text.slice(0, text.indexOf(stop)));
   expect(cut.json.details.finish_reason).toBe('stop_sequence');
   expect(base.json.details.finish_reason).toBe('length');
+  // A stop token id is a stop sequence to TGI, and "stop" to OpenAI.
+  const stopId: number = base.json.details.tokens[3].id;
+  const byId = await post(`${t.url}/generate`, { inputs, parameters: { max_new_tokens: 16, do_sample: true, seed: 8, stop_token_ids: [stopId], details: true } });
+  expect(byId.json.details).toMatchObject({ finish_reason: 'stop_sequence', generated_tokens: base.json.details.tokens.findIndex((x: { id: number }) => x.id === stopId) + 1 });
+  const oa = await post(`${t.url}/v1/completions`, { prompt: inputs, max_tokens: 16, seed: 8, temperature: 1, stop_token_ids: [stopId] });
+  expect(oa.json.choices[0].finish_reason).toBe('stop');
 });
 
 test('greedy TGI and temperature-0 OpenAI give the same tokens', async () => {

@@ -20,7 +20,9 @@ struct Request {
   bool prompt_logprobs = false;  // return log p(prompt[i + 1] | prompt[..i]) for every i
 };
 
-enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };
+// Why a sequence ended. kEos: an EOS id of the model (config.json's or EngineOptions::eos_token_ids);
+// kStopToken: one of params.stop_token_ids; kLength: max_tokens or the context.
+enum class FinishReason { kNone = 0, kEos, kStopToken, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason r);
 
 // What one sequence produced in one step.
@@ -30,6 +32,7 @@ struct SeqOutput {
   std::vector<float> logprobs;              // [tokens.size()] when params.logprobs >= 0
   std::vector<std::vector<TopLogprob>> top; // [tokens.size()][params.logprobs]
   FinishReason finish = FinishReason::kNone;
+  int32_t stop_token = -1;                  // with kEos and kStopToken: the token that ended it
   std::string error;                        // with kError
   int num_prompt_tokens = 0;
   int num_cached_tokens = 0;                // prompt tokens served from the prefix cache
@@ -50,6 +53,9 @@ struct EngineOptions {
   int max_model_len = 0;               // 0: the model's max_position_embeddings
   KvCacheSpec kv;                      // 0s: a default pool; kv.gpu_memory: the GPU budget
   bool enable_prefix_caching = true;
+  // EOS ids besides the model config's (the tokenizer's, generation_config.json's): they end a
+  // sequence with kEos as those do.
+  std::vector<int32_t> eos_token_ids;
   LoadOptions load;                    // for whoever loads the weights (the addon, the tools)
 };
 

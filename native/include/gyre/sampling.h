@@ -1,6 +1,8 @@
-// Per-request sampling parameters, as the engine's sampler applies them.
+// Per-request sampling parameters, as the engine's sampler applies them. The addon reads them from
+// the TypeScript SamplingParams (src/engine/native.ts), which has these fields and no others.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace gyre {
@@ -13,10 +15,9 @@ struct SamplingParams {
   float repetition_penalty = 1.0f; // 1: off (HF/CTRL style, over prompt and output)
   float presence_penalty = 0.0f;   // OpenAI style, over output tokens
   float frequency_penalty = 0.0f;  // OpenAI style, over output tokens
-  uint64_t seed = 0;
-  bool has_seed = false;           // false: the engine draws one
+  std::optional<uint64_t> seed;    // absent: the engine draws one
   int max_tokens = 16;             // new tokens; 0 with prompt_logits: prefill only
-  std::vector<int32_t> stop_token_ids;  // besides EOS
+  std::vector<int32_t> stop_token_ids;  // besides EOS; ends the sequence with FinishReason::kStopToken
   bool ignore_eos = false;
   int logprobs = -1;               // -1: none; 0: the chosen token's; n: and the top n
   // Structured output: every token is drawn under an allowed-token mask posted for its position

@@ -27,7 +27,8 @@ namespace gyre {
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
     case FinishReason::kNone: return "none";
-    case FinishReason::kStop: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kStopToken: return "stop_token";
     case FinishReason::kLength: return "length";
     case FinishReason::kAbort: return "abort";
     case FinishReason::kError: return "error";
@@ -50,6 +51,14 @@ class EngineImpl {
       throw Error("engine options: max_num_seqs and max_num_batched_tokens must be >= 1");
     backend_ = make_backend(options.backend, std::move(weights), options.num_threads);
     const ModelConfig& config = backend_->config();
+    eos_token_ids_ = config.eos_token_ids;
+    for (int32_t id : options.eos_token_ids) {
+      if (id < 0 || id >= config.vocab_size)
+        throw Error("engine options: EOS token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                    std::to_string(config.vocab_size) + ")");
+      if (std::find(eos_token_ids_.begin(), eos_token_ids_.end(), id) == eos_token_ids_.end())
+        eos_token_ids_.push_back(id);
+    }
     max_model_len_ = options.max_model_len > 0 ? options.max_model_len
                      : config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
     KvCacheSpec spec = options.kv;
@@ -98,7 +107,7 @@ class EngineImpl {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!live_ids_.insert(seq->id).second)
         throw Error("request " + std::to_string(seq->id) + ": a request with this id is already running");
-      seq->seed = seq->params.has_seed ? seq->params.seed : seed_rng_();
+      seq->seed = seq->params.seed ? *seq->params.seed : seed_rng_();
       pending_.push_back(std::move(seq));
     }
     wake_.notify_one();
@@ -378,6 +387,7 @@ class EngineImpl {
     }
     if (finish != FinishReason::kNone) {
       SeqOutput done = finished(*scheduler_->remove(seq.id), finish);
+      if (finish == FinishReason::kEos || finish == FinishReason::kStopToken) done.stop_token = out.tokens.back();
       done.tokens = std::move(out.tokens);
       done.logprobs = std::move(out.logprobs);
       done.top = std::move(out.top);
@@ -392,11 +402,11 @@ class EngineImpl {
 
   FinishReason stop_reason(const Sequence& seq, int32_t token) const {
     const SamplingParams& p = seq.params;
-    const auto& eos = config().eos_token_ids;
+    const auto& eos = eos_token_ids_;
     if ((!p.ignore_eos || p.constrained) && std::find(eos.begin(), eos.end(), token) != eos.end())
-      return FinishReason::kStop;
+      return FinishReason::kEos;
     if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end())
-      return FinishReason::kStop;
+      return FinishReason::kStopToken;
     if (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_) return FinishReason::kLength;
     return FinishReason::kNone;
   }
@@ -450,6 +460,7 @@ class EngineImpl {
   std::unique_ptr<BlockManager> block_manager_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Sampler> sampler_;
+  std::vector<int32_t> eos_token_ids_;  // the config's and EngineOptions::eos_token_ids
   Batch batch_;
   std::vector<float> logits_;  // [batch_.logits_indices.size(), vocab]
   std::vector<float> logprob_scratch_;  // [vocab]

@@ -112,9 +112,12 @@ gyre::EngineOptions to_engine_options(const Napi::Value& value) {
     else if (q != "none") throw Napi::TypeError::New(o.Env(), "options.quantization must be 'none' or 'int8'");
   }
   get_bool(o, "options", "quantizeLmHead", &opts.load.quantize_lm_head);
+  Napi::Value eos = o.Get("eosTokenIds");
+  if (!eos.IsUndefined() && !eos.IsNull()) opts.eos_token_ids = to_int32_list(eos, "options.eosTokenIds");
   return opts;
 }
 
+// The TypeScript SamplingParams (src/engine/native.ts), field for field.
 gyre::SamplingParams to_sampling_params(const Napi::Value& value) {
   Napi::Object o = as_object(value, "params");
   gyre::SamplingParams p;
@@ -128,10 +131,7 @@ gyre::SamplingParams to_sampling_params(const Napi::Value& value) {
   if (get_number(o, s, "repetitionPenalty", &d)) p.repetition_penalty = float(d);
   if (get_number(o, s, "presencePenalty", &d)) p.presence_penalty = float(d);
   if (get_number(o, s, "frequencyPenalty", &d)) p.frequency_penalty = float(d);
-  if (get_int(o, s, "seed", 0, kMaxSafeInteger, &i)) {
-    p.seed = uint64_t(i);
-    p.has_seed = true;
-  }
+  if (get_int(o, s, "seed", 0, kMaxSafeInteger, &i)) p.seed = uint64_t(i);
   if (get_int(o, s, "maxTokens", 0, 2147483647.0, &i)) p.max_tokens = int(i);
   Napi::Value stop = o.Get("stopTokenIds");
   if (!stop.IsUndefined() && !stop.IsNull()) p.stop_token_ids = to_int32_list(stop, "params.stopTokenIds");
@@ -259,15 +259,10 @@ Napi::Object from_stats(Napi::Env env, const gyre::EngineStats& s) {
 
 namespace {
 
+// The names are NativeFinishReason's (src/engine/native.ts).
 Napi::Value finish_value(Napi::Env env, gyre::FinishReason r) {
-  switch (r) {
-    case gyre::FinishReason::kNone: return env.Null();
-    case gyre::FinishReason::kStop: return Napi::String::New(env, "stop");
-    case gyre::FinishReason::kLength: return Napi::String::New(env, "length");
-    case gyre::FinishReason::kAbort: return Napi::String::New(env, "abort");
-    case gyre::FinishReason::kError: return Napi::String::New(env, "error");
-  }
-  return env.Null();
+  if (r == gyre::FinishReason::kNone) return env.Null();
+  return Napi::String::New(env, gyre::finish_reason_name(r));
 }
 
 // A Float32Array over the vector's own storage; the vector is freed with the buffer.
@@ -309,6 +304,7 @@ Napi::Array from_step(Napi::Env env, gyre::StepOutput& step) {
       o.Set("top", top);
     }
     o.Set("finish", finish_value(env, s.finish));
+    if (s.stop_token >= 0) o.Set("stopTokenId", s.stop_token);
     if (!s.error.empty()) o.Set("error", s.error);
     o.Set("numPromptTokens", s.num_prompt_tokens);
     o.Set("numCachedTokens", s.num_cached_tokens);

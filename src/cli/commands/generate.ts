@@ -1,7 +1,8 @@
 // gyre generate: one prompt streamed to stdout, or a JSONL file of prompts run as one batch
 // (all in flight at once, bounded by --max-concurrency) with results written in input order.
 import * as fs from 'node:fs';
-import type { ChatMessage, Engine, GenerationRequest, SamplingOptions } from '../../engine/engine';
+import type { ChatMessage, Engine, GenerationRequest, SamplingParams } from '../../engine/engine';
+import { openAiFinishReason } from '../../api/finish_reason';
 import { DEFAULT_MAX_NEW_TOKENS } from '../../api/sampling';
 import { engineOptions } from './logits';
 
@@ -11,22 +12,22 @@ export interface BatchItem {
   request: GenerationRequest;
 }
 
-const LINE_KEYS: Record<string, keyof GenerationRequest> = {
+const LINE_KEYS: Record<string, keyof SamplingParams> = {
   max_tokens: 'maxTokens', temperature: 'temperature', top_p: 'topP', top_k: 'topK', min_p: 'minP',
   seed: 'seed', ignore_eos: 'ignoreEos',
 };
 
-/** Sampling options shared by both modes, from the command line. */
-function cliSampling(opts: Record<string, unknown>): SamplingOptions & { maxTokens?: number } {
-  const s: SamplingOptions & { maxTokens?: number } = {};
-  if (opts.maxTokens !== undefined) s.maxTokens = opts.maxTokens as number;
-  if (opts.temperature !== undefined) s.temperature = opts.temperature as number;
-  if (opts.topP !== undefined) s.topP = opts.topP as number;
-  if (opts.topK !== undefined) s.topK = opts.topK as number;
-  if (opts.minP !== undefined) s.minP = opts.minP as number;
-  if (opts.seed !== undefined) s.seed = opts.seed as number;
-  if (opts.ignoreEos) s.ignoreEos = true;
-  return s;
+/** Sampling parameters shared by both modes, from the command line. */
+function cliParams(opts: Record<string, unknown>): SamplingParams {
+  const p: SamplingParams = {};
+  if (opts.maxTokens !== undefined) p.maxTokens = opts.maxTokens as number;
+  if (opts.temperature !== undefined) p.temperature = opts.temperature as number;
+  if (opts.topP !== undefined) p.topP = opts.topP as number;
+  if (opts.topK !== undefined) p.topK = opts.topK as number;
+  if (opts.minP !== undefined) p.minP = opts.minP as number;
+  if (opts.seed !== undefined) p.seed = opts.seed as number;
+  if (opts.ignoreEos) p.ignoreEos = true;
+  return p;
 }
 
 function isInt(v: unknown, min: number): v is number {
@@ -57,6 +58,7 @@ export function parseLine(text: string): GenerationRequest {
   const prompts = ['prompt', 'messages', 'ids'].filter((k) => o[k] !== undefined);
   if (prompts.length !== 1) throw new Error('expected exactly one of "prompt", "messages" or "ids"');
   const req: GenerationRequest = {};
+  const params: SamplingParams = {};
   if (o.prompt !== undefined) {
     if (typeof o.prompt !== 'string') throw new Error('"prompt" must be a string');
     req.prompt = o.prompt;
@@ -85,8 +87,9 @@ export function parseLine(text: string): GenerationRequest {
     if (!field) throw new Error(`unknown field "${key}"`);
     const problem = checkValue(key, value);
     if (problem) throw new Error(`"${key}" ${problem}`);
-    (req as Record<string, unknown>)[field] = value;
+    (params as Record<string, unknown>)[field] = value;
   }
+  if (Object.keys(params).length) req.params = params;
   return req;
 }
 
@@ -122,7 +125,7 @@ async function collect(chunks: AsyncIterable<import('../../engine/engine').Gener
     r.token_ids.push(...c.tokenIds);
     r.text += c.text;
     if (c.finishReason) {
-      r.finish_reason = c.finishReason;
+      r.finish_reason = openAiFinishReason(c.finishReason);
       r.prompt_tokens = c.usage?.promptTokens ?? 0;
       r.completion_tokens = c.usage?.completionTokens ?? r.token_ids.length;
       r.cached_tokens = c.usage?.cachedTokens ?? 0;
@@ -134,19 +137,15 @@ async function collect(chunks: AsyncIterable<import('../../engine/engine').Gener
 
 /** A request without maxTokens gets the default (the server's), capped by the rest of the context. */
 function limited(engine: Engine, req: GenerationRequest, ids: readonly number[], defaultMaxTokens: number): GenerationRequest {
-  if (req.maxTokens !== undefined) return req;
-  return { ...req, maxTokens: Math.max(1, Math.min(defaultMaxTokens, engine.maxModelLen - ids.length)) };
+  if (req.params?.maxTokens !== undefined) return req;
+  return { ...req, params: { ...req.params, maxTokens: Math.max(1, Math.min(defaultMaxTokens, engine.maxModelLen - ids.length)) } };
 }
 
-/**
- * Runs every item, at most maxConcurrency in flight (0: all at once); results in input order.
- * A request the engine refuses fails the batch with its line number.
- */
-export async function runBatch(engine: Engine, items: readonly BatchItem[], defaults: GenerationRequest,
+export async function runBatch(engine: Engine, items: readonly BatchItem[], defaults: SamplingParams,
                                maxConcurrency = 0, defaultMaxTokens = DEFAULT_MAX_NEW_TOKENS): Promise<BatchResult[]> {
   const vocab = engine.config.vocabSize;
   const requests = items.map(({ line, request }) => {
-    const req = { ...defaults, ...request };
+    const req = { ...request, params: { ...defaults, ...request.params } };
     try {
       const ids = engine.promptIds(req);
       const bad = ids.findIndex((id) => id >= vocab);
@@ -178,7 +177,7 @@ export async function runBatch(engine: Engine, items: readonly BatchItem[], defa
 async function runOne(engine: Engine, opts: Record<string, unknown>, defaultMaxTokens: number): Promise<void> {
   const prompt = String(opts.prompt);
   const text: GenerationRequest = opts.chat ? { messages: [{ role: 'user', content: prompt }] } : { prompt };
-  const req = { ...text, ...cliSampling(opts) };
+  const req = { ...text, params: cliParams(opts) };
   let finish: string | undefined;
   for await (const chunk of engine.generate(limited(engine, req, engine.promptIds(req), defaultMaxTokens))) {
     if (chunk.text) process.stdout.write(chunk.text);
@@ -206,7 +205,7 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
       return;
     }
     const t0 = Date.now();
-    const results = await runBatch(engine, items, cliSampling(opts), (opts.maxConcurrency as number | undefined) ?? 0, defaultMaxTokens);
+    const results = await runBatch(engine, items, cliParams(opts), (opts.maxConcurrency as number | undefined) ?? 0, defaultMaxTokens);
     const out = String(opts.out);
     fs.writeFileSync(out, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const tokens = results.reduce((n, r) => n + r.token_ids.length, 0);
