@@ -104,12 +104,26 @@ void CpuBackend::forward(const Batch& b, float* logits) {
   for (int s = 0; s < b.num_seqs(); ++s)
     for (int t = b.query_start[s]; t < b.query_start[s + 1]; ++t) seq_of_[t] = s;
   const int half = d / 2;
+  // The residual of the last linear (tmp_) is added to h_ in the same pass as the next RMSNorm,
+  // which saves a pass over [T, H] and a serial loop per residual; the sums are the same.
+  bool residual_pending = false;
+  auto add_norm = [&](const float* weight) {
+    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) {
+        float* h = &h_[t * H];
+        if (residual_pending) {
+          const float* r = &tmp_[t * H];
+          for (int i = 0; i < H; ++i) h[i] += r[i];
+        }
+        rms_norm_row(h, weight, H, c.rms_norm_eps, &x_[t * H]);
+      }
+    }, 1, 16);
+    residual_pending = false;
+  };
 
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
-    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
-      for (int64_t t = s; t < e; ++t) rms_norm_row(&h_[t * H], input_norm_[l].data(), H, c.rms_norm_eps, &x_[t * H]);
-    }, 1, 16);
+    add_norm(input_norm_[l].data());
     linear(x_.data(), T, H, L.qkv, qkv_.data(), QKV);
     float* kc = k_cache_[l].get();
     float* vc = v_cache_[l].get();
@@ -127,22 +141,26 @@ void CpuBackend::forward(const Batch& b, float* logits) {
     }, 1, 16);
     attention(b, l, qkv_.data(), QKV, attn_.data());
     linear(attn_.data(), T, QO, L.o, tmp_.data(), H);
-    for (size_t i = 0; i < size_t(T) * H; ++i) h_[i] += tmp_[i];
+    residual_pending = true;
 
-    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
-      for (int64_t t = s; t < e; ++t) rms_norm_row(&h_[t * H], post_norm_[l].data(), H, c.rms_norm_eps, &x_[t * H]);
-    }, 1, 16);
+    add_norm(post_norm_[l].data());
     linear(x_.data(), T, H, L.gate_up, gate_up_.data(), 2 * I);
-    for (int t = 0; t < T; ++t) silu_mul(&gate_up_[size_t(t) * 2 * I], &gate_up_[size_t(t) * 2 * I + I], I);
+    pool_.parallel_for(T, [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) silu_mul(&gate_up_[size_t(t) * 2 * I], &gate_up_[size_t(t) * 2 * I + I], I);
+    }, 1, 2);
     linear(gate_up_.data(), T, 2 * I, L.down, tmp_.data(), H);
-    for (size_t i = 0; i < size_t(T) * H; ++i) h_[i] += tmp_[i];
+    residual_pending = true;
   }
 
   const int R = static_cast<int>(b.logits_indices.size());
   if (R == 0) return;
   grow(sel_, size_t(R) * H);
-  for (int r = 0; r < R; ++r)
-    rms_norm_row(&h_[size_t(b.logits_indices[r]) * H], final_norm_.data(), H, c.rms_norm_eps, &sel_[size_t(r) * H]);
+  grow(row_, size_t(H));
+  for (int r = 0; r < R; ++r) {  // only the rows that give logits need the last residual
+    const size_t t = size_t(b.logits_indices[r]) * H;
+    for (int i = 0; i < H; ++i) row_[i] = h_[t + i] + tmp_[t + i];
+    rms_norm_row(row_.data(), final_norm_.data(), H, c.rms_norm_eps, &sel_[size_t(r) * H]);
+  }
   linear(sel_.data(), R, H, lm_head_, logits, c.vocab_size);
 }
 
