@@ -1,12 +1,18 @@
 // The CPU linear layer (PackedLinear) on odd shapes, every dtype: against a double reference,
-// and batch invariance across the kernel's tile shapes (one token, 2..5-token tiles, 6-token tiles).
+// batch invariance across the kernel's tile shapes (one token, 2..5-token tiles, 6-token tiles),
+// and the huge-page buffers the panels live in.
 #include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "check.h"
 #include "cpu/gemm.h"
+#include "cpu/huge_pages.h"
 #include "cpu/simd.h"
 
 using namespace gyre;
@@ -93,6 +99,38 @@ TEST(a_panel_range_writes_only_its_columns) {
   lin.run(x.data(), T, K, parts.data(), O, 0, 2);
   lin.run(x.data(), T, K, parts.data(), O, 4, lin.num_panels());
   CHECK(std::memcmp(parts.data(), full.data(), full.size() * 4) == 0);
+}
+
+// The VmFlags line of the mapping in /proc/self/smaps that holds p, or "" if none is found.
+std::string vm_flags_of(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  while (std::getline(smaps, line)) {
+    const size_t dash = line.find('-');
+    if (dash != std::string::npos && dash < line.find(' ')) {  // "lo-hi perms ...": a new mapping
+      const uintptr_t lo = std::stoull(line.substr(0, dash), nullptr, 16);
+      const uintptr_t hi = std::stoull(line.substr(dash + 1), nullptr, 16);
+      inside = a >= lo && a < hi;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(big_buffers_are_aligned_and_advised_for_huge_pages) {
+  HugeVector<uint16_t> big(3 << 20);  // 6 MiB
+  CHECK(reinterpret_cast<uintptr_t>(big.data()) % kHugePage == 0);
+  big.back() = 7;
+  HugeVector<float> small(10, 1.0f);
+  CHECK(small[9] == 1.0f);
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode((std::istreambuf_iterator<char>(thp)), std::istreambuf_iterator<char>());
+  if (mode.empty() || mode.find("[never]") != std::string::npos) SKIP("transparent huge pages are off here");
+  const std::string flags = vm_flags_of(big.data());
+  CHECK_MSG(flags.find(" hg") != std::string::npos, "no MADV_HUGEPAGE on the buffer: '" << flags << "'");
 }
 
 GYRE_TEST_MAIN

@@ -52,8 +52,9 @@ int CpuBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   k_cache_.clear();
   v_cache_.clear();
   for (int l = 0; l < c.num_layers; ++l) {
-    k_cache_.emplace_back(new float[per_layer]);  // pages are touched only when written
-    v_cache_.emplace_back(new float[per_layer]);
+    // Pages are touched only when written; 2 MiB at a time where huge pages are granted.
+    k_cache_.emplace_back(static_cast<float*>(huge_alloc(per_layer * sizeof(float))));
+    v_cache_.emplace_back(static_cast<float*>(huge_alloc(per_layer * sizeof(float))));
   }
   return num_blocks_;
 }
