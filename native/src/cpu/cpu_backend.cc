@@ -62,7 +62,8 @@ int CpuBackend::allocate_kv_cache(const KvCacheSpec& spec) {
 void CpuBackend::linear(const float* x, int T, int ldx, const PackedLinear& w, float* y, int ldy) {
   const int64_t work_per_panel = static_cast<int64_t>(T) * w.in_features() * PackedLinear::kPanel;
   const int64_t min_panels = std::max<int64_t>(2, 2 * 65536 / work_per_panel);
-  pool_.parallel_for(w.num_panels(), [&](int64_t b, int64_t e) { w.run(x, T, ldx, y, ldy, b, e); }, 1, min_panels);
+  // Chunks of 4 panels: whole 4-panel tiles of the one-token kernel.
+  pool_.parallel_for(w.num_panels(), [&](int64_t b, int64_t e) { w.run(x, T, ldx, y, ldy, b, e); }, 4, min_panels);
 }
 
 void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, float* out) {
