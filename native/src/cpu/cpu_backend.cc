@@ -52,9 +52,10 @@ int CpuBackend::allocate_kv_cache(const KvCacheSpec& spec) {
   k_cache_.clear();
   v_cache_.clear();
   for (int l = 0; l < c.num_layers; ++l) {
-    // Pages are touched only when written; 2 MiB at a time where huge pages are granted.
-    k_cache_.emplace_back(static_cast<float*>(huge_alloc(per_layer * sizeof(float))));
-    v_cache_.emplace_back(static_cast<float*>(huge_alloc(per_layer * sizeof(float))));
+    // Pages are touched only when written. Small pages: on 2 MiB pages, zeroing fresh pages as
+    // sequences reached new blocks took ~6 % of serving's CPU samples, ~3 % on 4 KiB pages.
+    k_cache_.emplace_back(new float[per_layer]);
+    v_cache_.emplace_back(new float[per_layer]);
   }
   return num_blocks_;
 }

@@ -45,7 +45,7 @@ class CpuBackend : public Backend {
 
   int block_size_ = 16;
   int num_blocks_ = 0;
-  std::vector<HugeArray<float>> k_cache_, v_cache_;  // [layers] x [blocks, bs, kv_heads, d]
+  std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;  // [layers] x [blocks, bs, kv_heads, d]
 
   // Activations, grown as needed: [T, ...]
   std::vector<float> h_, x_, qkv_, attn_, gate_up_, tmp_, sel_, row_;

@@ -1,14 +1,13 @@
-// Large CPU buffers (packed weights, the KV cache) on transparent huge pages where the kernel
-// offers them on request (THP "madvise" mode): decode streams every weight once per step, and
-// with 4 KiB pages that is a TLB miss every 4 KiB; the KV cache is written page by page as
-// sequences grow, and each first touch of a 4 KiB page is a fault. Pages are still only backed
-// when touched. Where madvise fails the buffer is simply on small pages.
+// The packed weights on transparent huge pages where the kernel offers them on request (THP
+// "madvise" mode): decode streams every weight once per step, and with 4 KiB pages that is a
+// TLB miss every 4 KiB. (Not the KV cache: there, zeroing fresh 2 MiB pages as sequences reach
+// new blocks cost more than on 4 KiB pages; see CpuBackend::allocate_kv_cache.) Where madvise fails the buffer is simply on small
+// pages.
 #pragma once
 #include <sys/mman.h>
 
 #include <cstddef>
 #include <cstdlib>
-#include <memory>
 #include <new>
 #include <vector>
 
@@ -32,12 +31,6 @@ inline void* huge_alloc(size_t bytes) {
   return p;
 }
 inline void huge_free(void* p) { std::free(p); }
-
-struct HugeFree {
-  void operator()(void* p) const { huge_free(p); }
-};
-template <typename T>
-using HugeArray = std::unique_ptr<T[], HugeFree>;  // from huge_alloc; never value-initialized
 
 // For std::vector<T, HugePageAllocator<T>>.
 template <typename T>
