@@ -49,7 +49,7 @@ class CpuBackend : public Backend {
   std::vector<std::unique_ptr<float[]>> k_cache_, v_cache_;  // [layers] x [blocks, bs, kv_heads, d]
 
   // Activations, grown as needed: [T, ...]
-  std::vector<float> h_, x_, qkv_, attn_, gate_up_, tmp_, sel_;
+  std::vector<float> h_, x_, qkv_, attn_, gate_up_, tmp_, sel_, row_;
 };
 
 }  // namespace gyre

@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/huge_pages.h"
 #include "gyre/tensor.h"
 
 namespace gyre {
@@ -37,9 +38,9 @@ class PackedLinear {
  private:
   DType dtype_ = DType::kF32;
   int64_t out_ = 0, in_ = 0;
-  std::vector<uint16_t> half_;  // f16/bf16 panels
-  std::vector<float> full_;     // f32 panels
-  std::vector<int8_t> i8_;      // I8 panels
+  HugeVector<uint16_t> half_;  // f16/bf16 panels
+  HugeVector<float> full_;     // f32 panels
+  HugeVector<int8_t> i8_;      // I8 panels
   std::vector<float> scale_;    // I8: [panels * 16] (padding 0)
 };
 
