@@ -13,7 +13,7 @@
 #include "check.h"
 #include "cpu/gemm.h"
 #include "cpu/huge_pages.h"
-#include "cpu/simd.h"
+#include "common/simd.h"
 
 using namespace gyre;
 using namespace gyre_test;
