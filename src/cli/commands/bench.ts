@@ -116,7 +116,7 @@ export function defaultOut(stamp: string): string {
 export async function finish(result: BenchResult, out: string): Promise<void> {
   result.comparison = compare(result.targets);
   const hasPair = result.comparison.some((r) => r.served_over_server_peer !== undefined || r.gyre_over_peer !== undefined
-    || r.http_overhead !== undefined);
+    || r.served_over_peer !== undefined || r.http_overhead !== undefined);
   const names = comparisonNames(result.targets);
   if (hasPair) result.goals = checkGoals(result.comparison, names.serverPeer);
   else delete result.comparison;
@@ -127,7 +127,7 @@ export async function finish(result: BenchResult, out: string): Promise<void> {
   if (result.comparison) {
     process.stdout.write('\n' + formatComparison(result.comparison, names) + '\n' + formatGoals(result.goals ?? []));
   }
-  if (result.engine) process.stdout.write('\n' + formatEngineRows(result.engine));
+  if (result.engine?.rows.length) process.stdout.write('\n' + formatEngineRows(result.engine));
   process.stderr.write(`gyre: wrote ${out}, ${plots.join(', ')}\n`);
 }
 
