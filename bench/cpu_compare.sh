@@ -22,7 +22,8 @@
 #
 # Usage: bench/cpu_compare.sh [OUT.json]
 # Env:   DURATION (s per level, 30)  CONCURRENCY (1,2,4,8,16)  THREADS (nproc)  SEED (0)
-#        DTYPES (f16,f32)  IN_PROCESS (1)  ENGINE (1)
+#        DTYPES (f16,f32)  IN_PROCESS (1)  ENGINE (1)  BATCHED_LEVELS (1,4,16,64)
+#        MODELS (a folder that keeps the 100m models and their GGUFs between runs; default: a temp one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/results/cpu-$(date -u +%Y%m%d).json}
@@ -33,6 +34,7 @@ seed=${SEED:-0}
 dtypes=${DTYPES:-f16,f32}
 in_process=${IN_PROCESS:-1}
 engine=${ENGINE:-1}
+batched_levels=${BATCHED_LEVELS:-1,4,16,64}
 peer=bench/peers/llama-cpp
 t0=$(date +%s)
 
@@ -51,6 +53,8 @@ if [ "$engine" = 1 ] && [ ! -x "$gyre_bin/gyre_decode_bench" ]; then
 fi
 
 work=$(mktemp -d)
+models=${MODELS:-$work}
+mkdir -p "$models"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
@@ -80,14 +84,15 @@ check_lengths() {   # URL
 IFS=, read -r -a levels <<<"$concurrency"
 IFS=, read -r -a types <<<"$dtypes"
 parallel=$(printf '%s\n' "${levels[@]}" | sort -n | tail -1)
+batched_max=$(tr , '\n' <<<"$batched_levels" | sort -n | tail -1)
 common=(--duration "$duration" --warmup 2 --threads "$threads" --quiet)
 files=()
 mkdir -p "$work/engine"
 
 for d in "${types[@]}"; do
-  model="$work/100m-$d"
-  gyre make-model --shape 100m --dtype "$d" --seed 0 --out "$model" >&2
-  gyre convert --to gguf --model "$model" --out "$model.gguf" --dtype "$d" >&2
+  model="$models/100m-$d"
+  [ -f "$model/config.json" ] || gyre make-model --shape 100m --dtype "$d" --seed 0 --out "$model" >&2
+  [ -f "$model.gguf" ] || gyre convert --to gguf --model "$model" --out "$model.gguf" --dtype "$d" >&2
   ctx=$(jq .max_position_embeddings "$model/config.json")
 
   echo "== $d: gyre serve and llama-server (--parallel $parallel), interleaved per level" >&2
@@ -130,9 +135,9 @@ for d in "${types[@]}"; do
           | jq -c --arg d "$d" '. + {dtype: $d}' >>"$work/engine/gyre_decode_bench.jsonl"
       done
     done
-    "$llama_bin/llama-batched-bench" -m "$model.gguf" -t "$threads" -tb "$threads" -c 8192 -npp 32 -ntg 64 -npl 1,4,16,64 \
+    "$llama_bin/llama-batched-bench" -m "$model.gguf" -t "$threads" -tb "$threads" -c $((batched_max * 96)) -npp 32 -ntg 64 -npl "$batched_levels" \
       --output-format jsonl 2>/dev/null | { grep '^{' || true; } | jq -c --arg d "$d" '. + {dtype: $d}' >>"$work/engine/llama_batched_bench.jsonl"
-    "$gyre_bin/gyre_batch_bench" "$model" --threads "$threads" --prompt 32 --tokens 64 --concurrency 1,4,16,64 \
+    "$gyre_bin/gyre_batch_bench" "$model" --threads "$threads" --prompt 32 --tokens 64 --concurrency "$batched_levels" \
       --out "$work/batch-$d.json" >/dev/null
     jq -c --arg d "$d" '. + {dtype: $d}' "$work/batch-$d.json" >>"$work/engine/gyre_batch_bench.jsonl"
   fi
@@ -147,6 +152,6 @@ jq -n --arg c "$llama_commit" --arg b "cmake -DCMAKE_BUILD_TYPE=Release -DGGML_N
 
 echo "== result" >&2
 merge=$(IFS=,; echo "${files[*]}")
-gyre bench --merge "$merge" --engine-file "$work/engine.json" --model "$work/100m-${types[0]}" --concurrency "$concurrency" \
+gyre bench --merge "$merge" --engine-file "$work/engine.json" --model "$models/100m-${types[0]}" --concurrency "$concurrency" \
   --duration "$duration" --warmup 2 --seed "$seed" --threads "$threads" --out "$out"
 echo "cpu_compare: $(( $(date +%s) - t0 )) s in all" >&2
