@@ -105,6 +105,8 @@ export interface ComparisonRow {
   served_tokens_per_s?: number;        // gyre serve over HTTP
   server_peer_tokens_per_s?: number;   // the peer's own server over HTTP (llama-server built from source)
   served_over_server_peer?: number;    // gyre serve / the peer's server: the headline ratio
+  served_ttft_p50_ms?: number;
+  server_peer_ttft_p50_ms?: number;
   gyre_tokens_per_s?: number;          // Gyre in-process
   peer_tokens_per_s?: number;          // a peer in-process (node-llama-cpp's prebuilt library)
   gyre_over_peer?: number;             // in-process / in-process peer
@@ -141,6 +143,7 @@ export function compare(targets: TargetResult[]): ComparisonRow[] {
       const loads = mine.map((t) => level(t, n)?.load_avg_1m).filter((x): x is number => x !== undefined);
       const row: ComparisonRow = {
         group, concurrency: n, served_tokens_per_s: s, server_peer_tokens_per_s: v, served_over_server_peer: ratio(s, v),
+        served_ttft_p50_ms: server ? level(served, n)?.ttft_ms.p50 : undefined, server_peer_ttft_p50_ms: level(server, n)?.ttft_ms.p50,
         gyre_tokens_per_s: g, peer_tokens_per_s: p, gyre_over_peer: ratio(g, p), served_over_peer: ratio(s, p),
         http_overhead: g && s !== undefined ? 1 - s / g : undefined,
         load_avg_1m: loads.length ? Math.max(...loads) : undefined,
@@ -169,6 +172,8 @@ export function formatComparison(rows: ComparisonRow[], names: ComparisonNames |
     ['gyre serve tok/s', (r) => o(r.served_tokens_per_s)],
     [`${serverPeer} tok/s`, (r) => o(r.server_peer_tokens_per_s)],
     [`gyre serve / ${serverPeer}`, (r) => o(r.served_over_server_peer, 2, 'x')],
+    ['gyre serve TTFT p50', (r) => o(r.served_ttft_p50_ms, 0, ' ms')],
+    [`${serverPeer} TTFT p50`, (r) => o(r.server_peer_ttft_p50_ms, 0, ' ms')],
     ['gyre in-process tok/s', (r) => o(r.gyre_tokens_per_s)],
     [`${peer} tok/s`, (r) => o(r.peer_tokens_per_s)],
     [`in-process / ${peer}`, (r) => o(r.gyre_over_peer, 2, 'x')],

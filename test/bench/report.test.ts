@@ -77,8 +77,8 @@ test('Gyre / llama-server per level and the issue\'s goals (>= 1.5x at 1 user, >
   ]);
   expect(formatGoals(goals)).toMatch(/^MISS {2}f32: gyre serve >= 1\.5x .* at 1 user: 0\.80x$/m);
   const table = formatComparison(rows, { serverPeer: 'llama-server' });
-  expect(table.split('\n')[0]).toMatch(/^model +N +gyre serve tok\/s +llama-server tok\/s +gyre serve \/ llama-server +load 1m$/);
-  expect(table).toMatch(/^f32 +1 +40\.0 +50\.0 +0\.80x +0\.60$/m);
+  expect(table.split('\n')[0]).toMatch(/^model +N +gyre serve tok\/s +llama-server tok\/s +gyre serve \/ llama-server +gyre serve TTFT p50 +llama-server TTFT p50 +load 1m$/);
+  expect(table).toMatch(/^f32 +1 +40\.0 +50\.0 +0\.80x +100 ms +100 ms +0\.60$/m);
 });
 
 test('without a server peer the in-process goals stay; a missing level is n/a, not met', () => {
