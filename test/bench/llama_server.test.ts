@@ -19,10 +19,12 @@ const HAS_SERVER = fs.existsSync(SERVER) && fs.existsSync(path.join(BUILD, 'comm
 
 if (!HAS_SERVER) console.warn('SKIPPED: llama-server peer (needs bench/peers/llama-cpp/build.sh)');
 
-/** Starts llama-server on any free port; resolves with its URL once the model is loaded. */
+/** Starts llama-server on any free port; resolves with its URL once the model is loaded. A random
+ *  model almost never samples EOS, so the server pushes EOS (id 2) up by default: only
+ *  ignore_eos keeps a request going to its length. */
 function startLlamaServer(gguf: string, parallel: number, ctx: number): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(SERVER, ['-m', gguf, '--host', '127.0.0.1', '--port', '0', '-t', '1', '-tb', '1', '--parallel', String(parallel),
-    '--cont-batching', '-c', String(parallel * ctx), '--no-webui'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--cont-batching', '-c', String(parallel * ctx), '--no-webui', '--logit-bias', '2+100'], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let log = '';
     const onData = (chunk: Buffer) => {
@@ -52,9 +54,20 @@ function startLlamaServer(gguf: string, parallel: number, ctx: number): Promise<
     const body = await res.json() as { tokens: number[]; tokens_predicted: number };
     expect([body.tokens.length, body.tokens_predicted]).toEqual([37, 37]);
 
+    // Without ignore_eos the bias above ends it at once.
+    const eos = await fetch(`${server.url}/completion`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: '[INST] Hello [/INST]', n_predict: 37, temperature: 0, return_tokens: true }) });
+    expect((await eos.json() as { tokens: number[] }).tokens.length).toBeLessThan(37);
+
     const opts = { concurrency: '1,2', requests: 3, warmup: 1, maxPromptTokens: 120, maxOutputTokens: 12, quiet: true };
     const out = path.join(tmp, 'llama-server.json');
-    await run({ ...opts, openaiUrl: server.url, model, label: 'llama-server (built from source)', out });
+    jest.spyOn(process.stdout, 'write').mockImplementation(() => true);   // the table
+    jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await run({ ...opts, openaiUrl: server.url, model, label: 'llama-server (built from source)', out });
+    } finally {
+      jest.restoreAllMocks();
+    }
     const result = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResult;
     const [t] = result.targets;
     const commit = fs.readFileSync(path.join(BUILD, 'commit.txt'), 'utf8').trim();
