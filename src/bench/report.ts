@@ -158,7 +158,9 @@ export function compare(targets: TargetResult[]): ComparisonRow[] {
 export interface ComparisonNames { serverPeer?: string; peer?: string }
 
 export function comparisonNames(targets: TargetResult[]): ComparisonNames {
-  return { serverPeer: targets.find((t) => t.kind === 'openai-url')?.name, peer: targets.find((t) => t.kind === 'peer')?.name };
+  // Without the label's parenthesis ("llama-server (built from source)"): the table stays readable.
+  const short = (t?: TargetResult) => t?.name.replace(/\s*\(.*\)$/, '') || t?.name;
+  return { serverPeer: short(targets.find((t) => t.kind === 'openai-url')), peer: short(targets.find((t) => t.kind === 'peer')) };
 }
 
 /** The table of ratios; columns that no row fills are left out. */
