@@ -4,7 +4,8 @@
 #   served   gyre serve and llama.cpp's own llama-server (built from source with its native flags
 #            by bench/peers/llama-cpp/build.sh; --parallel P --cont-batching), both driven over HTTP
 #            through /v1/completions by the same `gyre bench --openai-url` workload (same seed, so the
-#            same requests), interleaved per level: gyre N, llama-server N, then the next N.
+#            same requests), interleaved per level: gyre N and llama-server N (which goes first
+#            alternates by level), then the next N.
 #   in-process (IN_PROCESS=1) Gyre's engine without HTTP (the HTTP overhead) and, as a second peer,
 #            node-llama-cpp's prebuilt library in-process, at the same levels with the same seeds.
 #   engines  (ENGINE=1) llama-bench pp512/tg128 (flash attention off and on) beside gyre_decode_bench
@@ -111,8 +112,12 @@ for d in "${types[@]}"; do
   for i in "${!levels[@]}"; do
     n=${levels[$i]}
     level=(--model "$model" --concurrency "$n" --seed $((seed + i)) "${common[@]}")
-    gyre bench --url "http://127.0.0.1:$gport" --label 'gyre serve (HTTP)' "${level[@]}" --out "$work/$d-$n-serve.json" >/dev/null
-    gyre bench --openai-url "http://127.0.0.1:$lport" --label 'llama-server (built from source)' "${level[@]}" --out "$work/$d-$n-llama-server.json" >/dev/null
+    # Which server goes first alternates by level, so a drift in the machine's load favours neither.
+    served=(--url "http://127.0.0.1:$gport" --label 'gyre serve (HTTP)' --out "$work/$d-$n-serve.json")
+    llama=(--openai-url "http://127.0.0.1:$lport" --label 'llama-server (built from source)' --out "$work/$d-$n-llama-server.json")
+    if (( i % 2 == 0 )); then first=("${served[@]}"); second=("${llama[@]}"); else first=("${llama[@]}"); second=("${served[@]}"); fi
+    gyre bench "${first[@]}" "${level[@]}" >/dev/null
+    gyre bench "${second[@]}" "${level[@]}" >/dev/null
     files+=("$work/$d-$n-serve.json" "$work/$d-$n-llama-server.json")
     if [ "$in_process" = 1 ]; then
       gyre bench --in-process --label 'gyre (in-process)' "${level[@]}" --out "$work/$d-$n-in-process.json" >/dev/null
