@@ -98,7 +98,8 @@ for d in "${types[@]}"; do
 
   echo "== $d: gyre serve and llama-server (--parallel $parallel), interleaved per level" >&2
   gport=$(free_port)
-  gyre serve --model "$model" --host 127.0.0.1 --port "$gport" --threads "$threads" --backend cpu >"$work/serve-$d.log" 2>&1 &
+  # node itself, not the gyre function: $! must be the server so that kill stops it.
+  node dist/cli/main.js serve --model "$model" --host 127.0.0.1 --port "$gport" --threads "$threads" --backend cpu >"$work/serve-$d.log" 2>&1 &
   gpid=$!; pids+=("$gpid")
   lport=$(free_port)
   # Per-slot context = -c / --parallel: every slot holds a whole request (prompt + output <= ctx).
