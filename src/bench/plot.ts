@@ -2,12 +2,12 @@
 // per target, each point labelled with its number of users N. SVG written by hand; PNG from
 // the same SVG through resvg.
 import * as fs from 'node:fs';
-import type { TargetResult } from './report';
+import { type TargetResult, targetLabel } from './report';
 
 const W = 800;
 const H = 520;
 const M = { left: 70, right: 20, top: 50, bottom: 60 };
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
@@ -60,7 +60,7 @@ export function renderSvg(targets: TargetResult[], title: string): string {
     }
     const ly = M.top + 16 + i * 18;
     out.push(`<line x1="${M.left + 12}" y1="${ly - 4}" x2="${M.left + 36}" y2="${ly - 4}" stroke="${color}" stroke-width="2"/>`);
-    out.push(`<text x="${M.left + 42}" y="${ly}">${esc(t.name + (t.kind === 'peer' && t.version ? ` (${t.version})` : ''))}</text>`);
+    out.push(`<text x="${M.left + 42}" y="${ly}">${esc(targetLabel(t))}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

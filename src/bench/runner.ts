@@ -2,6 +2,7 @@
 // A level runs a fixed number of requests, or issues requests for a fixed time (and then waits
 // for those in flight). Requests come from one cursor over the workload that continues across
 // levels, so no level repeats an earlier level's prompts (a prefix cache would make that cheap).
+import * as os from 'node:os';
 import type { Sample, Target } from './targets';
 import type { BenchRequest, Workload } from './workload';
 
@@ -29,6 +30,9 @@ export interface LevelResult {
   /** CPU seconds this process used during the level: with an in-process engine or peer, the
    *  engine's threads too, so tokens per CPU-second compare engines even on a busy machine. */
   process_cpu_s?: number;
+  /** The 1-minute load average when the level ended: other work on the machine skews a level
+   *  (llama.cpp's spinning threads most), so each level carries its own. */
+  load_avg_1m?: number;
 }
 
 export type Progress = (p: { concurrency: number; done: number; total?: number; errors: number; elapsedS: number }) => void;
@@ -111,6 +115,7 @@ export class Runner {
     }
     report();
     const cpu = process.cpuUsage(cpu0);
-    return { ...summarize(concurrency, samples, (performance.now() - t0) / 1000), process_cpu_s: (cpu.user + cpu.system) / 1e6 };
+    return { ...summarize(concurrency, samples, (performance.now() - t0) / 1000), process_cpu_s: (cpu.user + cpu.system) / 1e6,
+      load_avg_1m: os.loadavg()[0] };
   }
 }

@@ -94,6 +94,27 @@ export class OpenAITarget implements Target {
     });
   }
 
+  /** What the server says it is: llama-server's /props (build number and commit, slots, context
+   *  per slot), or vLLM's /version; nothing when neither answers. */
+  async serverInfo(): Promise<{ version?: string; settings?: Record<string, unknown> }> {
+    const get = async (route: string) => {
+      try {
+        const res = await fetch(`${this.address}${route}`, { signal: AbortSignal.timeout(5000) });
+        return res.ok ? await res.json() as Record<string, unknown> : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const props = await get('/props');
+    if (typeof props?.build_info === 'string') {
+      const gen = props.default_generation_settings as Record<string, unknown> | undefined;
+      return { version: `llama.cpp ${props.build_info}`,
+        settings: { total_slots: props.total_slots, n_ctx_per_slot: gen?.n_ctx, model_path: props.model_path } };
+    }
+    const v = await get('/version');
+    return typeof v?.version === 'string' ? { version: v.version } : {};
+  }
+
   async close(): Promise<void> {}
 }
 

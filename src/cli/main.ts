@@ -194,7 +194,8 @@ export function buildProgram(): Command {
     .option('--system-fraction <f>', 'share of requests with the shared system prompt', number, 0.5)
     .option('--threads <n>', 'CPU threads of the in-process engine (0: all cores)', integer(0))
     .option('--label <name>', 'name of this target in the table, JSON and plot')
-    .option('--merge <files>', 'comma-separated result JSONs to add to the plot')
+    .option('--merge <files>', 'comma-separated result JSONs to add to the plot (the same target in several files: its levels joined)')
+    .option('--engine-file <file>', 'llama-bench and Gyre\'s equivalents, as bench/cpu_compare.sh collects them: printed with ratios, kept in the JSON')
     .option('--out <file>', 'result JSON, plot beside it: same base name, .svg and .png (default bench-results/gyre-bench-<time>.json)')
     .option('--quiet', 'no progress line')
     .action(lazy(() => import('./commands/bench')));

@@ -65,6 +65,7 @@ function expectExact(result: BenchResult, want: number[]): void {
     expect(l.ttft_ms.p50).toBeLessThanOrEqual(l.latency_ms.p50);
     expect(l.tpot_ms.mean).toBeGreaterThanOrEqual(0);
     expect(l.requests_per_s).toBeGreaterThan(0);
+    expect(l.load_avg_1m).toBeGreaterThanOrEqual(0);
   }
 }
 
@@ -107,6 +108,12 @@ test('SageMaker runtime SDK, streaming, through gyre endpoint', async () => {
 test('any OpenAI-compatible server: asks for exact lengths, streams, counts errors', async () => {
   const bodies: Record<string, unknown>[] = [];
   const fake = http.createServer((req, res) => {
+    // llama-server's /props says what it is; the bench records it as the target's version.
+    if (req.method === 'GET') {
+      if (req.url === '/props') res.end(JSON.stringify({ build_info: 'b42-abc1234', total_slots: 2, default_generation_settings: { n_ctx: 512 } }));
+      else res.writeHead(404).end();
+      return;
+    }
     let raw = '';
     req.on('data', (c) => { raw += c; });
     req.on('end', async () => {
@@ -128,7 +135,8 @@ test('any OpenAI-compatible server: asks for exact lengths, streams, counts erro
     const url = `http://127.0.0.1:${(fake.address() as AddressInfo).port}/v1`;
     await run({ ...small, openaiUrl: url, servedModel: 'some/model', label: 'fake vLLM', out });
     const result = readResult(out);
-    expect(result.targets[0]).toMatchObject({ name: 'fake vLLM', kind: 'openai-url' });
+    expect(result.targets[0]).toMatchObject({ name: 'fake vLLM', kind: 'openai-url', version: 'llama.cpp b42-abc1234',
+      settings: { total_slots: 2, n_ctx_per_slot: 512 } });
     const [n1, n2] = result.targets[0].levels;
     expect(n1).toMatchObject({ requests: 2, errors: 1 });
     expect(n1.error_samples[0]).toMatch(/HTTP 500.*boom/);

@@ -2,12 +2,13 @@
 // throughput-against-latency plot (see src/bench/). Options (camelCased by commander):
 //   url? openaiUrl? sagemakerEndpoint? endpointUrl? region? inProcess? model? servedModel?
 //   concurrency (list), requests? duration?, warmup, workload?, seed,
-//   maxPromptTokens, maxOutputTokens, systemFraction, threads?, label?, merge?, out?, quiet?
+//   maxPromptTokens, maxOutputTokens, systemFraction, threads?, label?, merge?, engineFile?, out?, quiet?
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { formatEngineRows, readEngineRuns } from '../../bench/engine_peer';
 import { writePlot } from '../../bench/plot';
 import {
-  type BenchResult, checkGoals, compare, formatComparison, formatGoals, formatTable, gitCommit, machineInfo, mergeResults, modelInfo,
+  type BenchResult, checkGoals, compare, comparisonNames, dtypeGroup, formatComparison, formatGoals, formatTable, gitCommit, machineInfo, mergeResults, modelInfo,
   type TargetResult, writeResult,
 } from '../../bench/report';
 import { type LevelPlan, Runner } from '../../bench/runner';
@@ -114,17 +115,19 @@ export function defaultOut(stamp: string): string {
 /** Writes the JSON, the SVG and the PNG; prints the table (and the comparison, when there is one). */
 export async function finish(result: BenchResult, out: string): Promise<void> {
   result.comparison = compare(result.targets);
-  const hasPair = result.comparison.some((r) => r.gyre_over_peer !== undefined || r.http_overhead !== undefined);
-  if (hasPair) result.goals = checkGoals(result.comparison);
+  const hasPair = result.comparison.some((r) => r.served_over_server_peer !== undefined || r.gyre_over_peer !== undefined
+    || r.served_over_peer !== undefined || r.http_overhead !== undefined);
+  const names = comparisonNames(result.targets);
+  if (hasPair) result.goals = checkGoals(result.comparison, names.serverPeer);
   else delete result.comparison;
   writeResult(out, result);
   const base = out.replace(/\.json$/, '');
   const plots = await writePlot(base, result.targets, plotTitle(result));
   process.stdout.write(formatTable(result.targets));
   if (result.comparison) {
-    const peer = result.targets.find((t) => t.kind === 'peer')?.name ?? 'peer';
-    process.stdout.write('\n' + formatComparison(result.comparison, peer) + '\n' + formatGoals(result.goals ?? []));
+    process.stdout.write('\n' + formatComparison(result.comparison, names) + '\n' + formatGoals(result.goals ?? []));
   }
+  if (result.engine?.rows.length) process.stdout.write('\n' + formatEngineRows(result.engine));
   process.stderr.write(`gyre: wrote ${out}, ${plots.join(', ')}\n`);
 }
 
@@ -148,6 +151,7 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
   if (!makers.length && !merge.length) throw new Error('give a target: --url, --openai-url, --sagemaker-endpoint or --in-process (or --merge)');
   if (makers.length > 1 && opts.label) throw new Error('--label names a single target');
 
+  const engine = opts.engineFile ? readEngineRuns(String(opts.engineFile)) : undefined;
   const { levels, workload, settings } = plan(opts);
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
   const out = (opts.out as string | undefined) ?? defaultOut(stamp);
@@ -161,6 +165,13 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     try {
       const r = await benchTarget(target, workload, levels, settings.warmup, quiet);
       r.version = `gyre ${version}`;
+      if (target instanceof OpenAITarget && target.kind === 'openai-url') {
+        const info = await target.serverInfo();
+        if (info.version) r.version = info.version; else delete r.version;
+        if (info.settings) r.settings = info.settings;
+      }
+      const group = dtypeGroup(result.model);
+      if (group !== undefined) r.group = group;
       if (target instanceof InProcessTarget) r.settings = { threads: opts.threads ?? 0, backend: target.backend };
       result.targets.push(r);
     } finally {
@@ -168,6 +179,7 @@ export async function run(opts: Record<string, unknown>): Promise<void> {
     }
   }
   result = mergeResults(result, merge);
+  if (engine) result.engine = engine;
   result.workload = workloadSummary(workload, result.targets);   // merged runs share the workload options
   await finish(result, out);
   const failed = result.targets.find((t) => t.levels.length && t.levels.every((l) => l.requests === 0));
