@@ -101,3 +101,9 @@ inline int run_all(int argc, char** argv) {
   } while (0)
 #define GYRE_TEST_MAIN \
   int main(int argc, char** argv) { return gyre_test::run_all(argc, argv); }
+// The main of a test binary with nothing to run in this build: ctest shows it as skipped.
+#define GYRE_SKIP_MAIN(reason)                                                      \
+  int main() {                                                                      \
+    std::printf("skipped: %s\n", reason);                                           \
+    return gyre_test::kSkipExit;                                                    \
+  }

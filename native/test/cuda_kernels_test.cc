@@ -233,9 +233,5 @@ TEST(rope_and_cache_is_exact_and_writes_only_its_slots) {
 int main(int argc, char** argv) { return cuda_test_main(argc, argv); }
 
 #else
-#include <cstdio>
-int main() {
-  std::printf("skipped: no CUDA backend in this build\n");
-  return 77;  // ctest SKIP_RETURN_CODE
-}
+GYRE_SKIP_MAIN("no CUDA backend in this build")
 #endif

@@ -141,9 +141,5 @@ TEST(device_sampler_leaves_wide_rows_to_the_host) {
 int main(int argc, char** argv) { return cuda_test_main(argc, argv); }
 
 #else
-#include <cstdio>
-int main() {
-  std::printf("skipped: no CUDA backend in this build\n");
-  return 77;  // ctest SKIP_RETURN_CODE
-}
+GYRE_SKIP_MAIN("no CUDA backend in this build")
 #endif

@@ -208,8 +208,5 @@ TEST(graphs_replay_captured_work) {
 int main(int argc, char** argv) { return run_all(argc, argv); }
 
 #else
-int main() {
-  std::printf("skipped: the SIMT emulation is not in this build (GYRE_CUDA_EMULATION)\n");
-  return 77;  // ctest SKIP_RETURN_CODE
-}
+GYRE_SKIP_MAIN("the SIMT emulation is not in this build (GYRE_CUDA_EMULATION)")
 #endif

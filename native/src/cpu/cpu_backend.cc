@@ -77,15 +77,9 @@ void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, f
   const int nh = c.num_heads, d = c.head_dim, group = c.num_heads / c.num_kv_heads;
   constexpr int kRowsPerItem = 32;
   const int span = std::max(1, kRowsPerItem / group);  // tokens per item
-  struct Item { int seq, kv_head, t_begin, t_end; };
-  // Reused between calls; the workers reach them through these references (a thread_local named
-  // inside the lambda would be the worker's own).
-  thread_local std::vector<Item> items_tl;
-  thread_local std::vector<int64_t> cost_tl;
-  thread_local std::vector<size_t> bounds_tl;
-  std::vector<Item>& items = items_tl;
-  std::vector<int64_t>& cost = cost_tl;  // prefix sums
-  std::vector<size_t>& bounds = bounds_tl;
+  std::vector<AttentionItem>& items = attn_items_;
+  std::vector<int64_t>& cost = attn_cost_;  // prefix sums
+  std::vector<size_t>& bounds = attn_bounds_;
   items.clear();
   cost.assign(1, 0);
   for (int s = 0; s < b.num_seqs(); ++s)
@@ -115,7 +109,7 @@ void CpuBackend::attention(const Batch& b, int layer, const float* q, int ldq, f
     thread_local std::vector<float*> out_rows;
     thread_local std::vector<int32_t> pos;
     for (size_t i = bounds[pb]; i < bounds[pe]; ++i) {
-      const Item& it = items[i];
+      const AttentionItem& it = items[i];
       q_rows.clear(); out_rows.clear(); pos.clear();
       for (int t = it.t_begin; t < it.t_end; ++t)
         for (int h = it.kv_head * group; h < (it.kv_head + 1) * group; ++h) {

@@ -50,6 +50,12 @@ class CpuBackend : public Backend {
 
   // Activations, grown as needed: [T, ...]
   std::vector<float> h_, x_, qkv_, attn_, gate_up_, tmp_, sel_, row_;
+  // Attention's work items (one sequence, one KV head, a run of its tokens), their cost prefix
+  // sums and each thread's share, rebuilt every layer.
+  struct AttentionItem { int seq, kv_head, t_begin, t_end; };
+  std::vector<AttentionItem> attn_items_;
+  std::vector<int64_t> attn_cost_;
+  std::vector<size_t> attn_bounds_;
 };
 
 }  // namespace gyre

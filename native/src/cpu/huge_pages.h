@@ -1,8 +1,8 @@
 // The packed weights on transparent huge pages where the kernel offers them on request (THP
 // "madvise" mode): decode streams every weight once per step, and with 4 KiB pages that is a
 // TLB miss every 4 KiB. (Not the KV cache: there, zeroing fresh 2 MiB pages as sequences reach
-// new blocks cost more than on 4 KiB pages; see CpuBackend::allocate_kv_cache.) Where madvise fails the buffer is simply on small
-// pages.
+// new blocks cost more than on 4 KiB pages; see CpuBackend::allocate_kv_cache.) Where madvise
+// fails the buffer is simply on small pages.
 #pragma once
 #include <sys/mman.h>
 
